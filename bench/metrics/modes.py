@@ -1,0 +1,52 @@
+"""Mode coverage on Gaussian mixtures: the VEEGAN / PacGAN protocol (DESIGN.md section 4)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from bench.metrics import METRICS, Column, EvalContext
+
+
+def mode_metrics(samples: Tensor, centers: Tensor, std: float, min_count: int = 1) -> dict[str, float]:
+    """Assign each sample to its nearest center; it is *high quality* when within 3 std of it.
+
+    ``modes_captured``: centers with at least ``min_count`` high-quality samples; ``hq_fraction``: share
+    of high-quality samples; ``mode_kl`` = KL(p || uniform) and ``mode_jsd`` = JSD(p, uniform) of the
+    histogram p of high-quality samples over modes (NaN when no sample is high quality).
+    """
+    dist = torch.cdist(samples.double(), centers.double())
+    nearest_dist, nearest = dist.min(dim=1)
+    hq = nearest_dist <= 3 * std
+    counts = torch.bincount(nearest[hq], minlength=len(centers)).double()
+    k = len(centers)
+    out = {
+        "modes_captured": float((counts >= min_count).sum()),
+        "hq_fraction": float(hq.double().mean()),
+        "mode_kl": math.nan,
+        "mode_jsd": math.nan,
+    }
+    if counts.sum() > 0:
+        p = counts / counts.sum()
+        u = torch.full_like(p, 1.0 / k)
+        out["mode_kl"] = float(torch.special.xlogy(p, p / u).sum())
+        m = (p + u) / 2
+        out["mode_jsd"] = float(0.5 * torch.special.xlogy(p, p / m).sum() + 0.5 * (u * (u / m).log()).sum())
+    return out
+
+
+@METRICS.register(
+    "modes",
+    requires={"modes"},
+    columns=[
+        Column("modes_captured", True, "modes with >= min_count high-quality samples"),
+        Column("hq_fraction", True, "fraction of samples within 3 std of their nearest center"),
+        Column("mode_kl", False, "KL(high-quality histogram over modes || uniform)"),
+        Column("mode_jsd", False, "JSD(high-quality histogram over modes, uniform)"),
+    ],
+)
+def modes(ctx: EvalContext) -> dict[str, float]:
+    centers, std = ctx.dataset.modes
+    return mode_metrics(ctx.samples, centers, std, ctx.config["eval"]["mode_min_count"])

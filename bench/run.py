@@ -1,0 +1,105 @@
+"""``python -m bench.run SPEC.yaml``: train every cell of an ablation spec and store the results.
+
+Exit codes: 0 every cell ran (``diverged`` is a result, not an error); 1 some cell failed or timed out,
+or the run was interrupted; 2 bad input (nothing is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.spec import Cell, SpecError, load
+
+EXECUTORS = ["local", "ray"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    p.add_argument("spec", help="ablation spec (YAML)")
+    p.add_argument("--results-dir", default="results", help="studies go to RESULTS_DIR/<name>/ (default: results)")
+    p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: one per core)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--cell-timeout", type=float, default=None, help="seconds before a cell is stopped as 'timeout'")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--dry-run", action="store_true", help="print the cells and exit")
+    p.add_argument("--yes", action="store_true", help="run very large matrices without asking")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def cells_table(cells: list[Cell], done: set[str]) -> Table:
+    from bench.configdict import flatten
+
+    flat = [flatten(c.config) for c in cells]
+    axes = [k for k in flat[0] if len({repr(f.get(k)) for f in flat}) > 1] if flat else []
+    table = Table(title=f"{cells[0].study}: {len(cells)} cells" if cells else "no cells", title_justify="left")
+    for name in ["cell_id", "seed", *axes, "stored"]:
+        table.add_column(name)
+    for cell, f in zip(cells, flat):
+        table.add_row(cell.cell_id, str(cell.seed), *[str(f.get(a, "-")) for a in axes], "yes" if cell.cell_id in done else "")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    try:
+        if args.workers is not None and args.workers < 1:
+            raise SpecError("--workers", "must be >= 1")
+        if args.cell_timeout is not None and args.cell_timeout <= 0:
+            raise SpecError("--cell-timeout", "must be > 0")
+        spec, cells = load(args.spec)
+    except SpecError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        return 2
+
+    from bench import store
+
+    study_dir = Path(args.results_dir) / spec.name
+    if args.dry_run:
+        console.print(cells_table(cells, store.done_cells(study_dir)))
+        return 0
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(study_dir, os.W_OK):
+            raise PermissionError(f"{study_dir}: results directory is not writable")
+        (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
+    except OSError as e:
+        err.print(f"error: {args.results_dir}: cannot write results ({e})", markup=False, highlight=False)
+        return 2
+
+    if args.executor == "ray":
+        err.print("error: --executor: the ray executor is not available yet", markup=False, highlight=False)
+        return 2
+    from bench.scheduler import run_local
+
+    report = run_local(cells, study_dir, workers=args.workers, cell_timeout=args.cell_timeout,
+                       device=args.device, progress=not args.quiet)
+    tables = store.write_merged(study_dir)
+    from bench.summary import print_summary
+
+    runs = tables["runs"]
+    runs = runs[runs["cell_id"].isin({c.cell_id for c in cells})]
+    print_summary(runs, title=f"{spec.name} ({study_dir})", console=console)
+    if report.skipped:
+        console.print(f"resumed: {len(report.skipped)} cells already stored were skipped")
+    if report.interrupted:
+        err.print(f"interrupted: {len(report.ran)} finished cells are stored; run again to resume")
+        return 1
+    bad = [cid for cid, s in report.statuses.items() if s in ("failed", "timeout")]
+    if bad:
+        err.print(f"{len(bad)} cells failed or timed out; see the 'error' column of {study_dir / 'runs.parquet'}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

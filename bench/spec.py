@@ -1,0 +1,306 @@
+"""Ablation specs: YAML -> validated ``Spec`` -> ``expand()`` -> fully resolved ``Cell`` s.
+
+A cell's config is resolved in layers, each filling only what the layers above leave unset:
+
+1. what the spec says (``base``, with the cell's matrix or include overrides applied on dotted paths);
+2. the loss's preset (``preset: paper`` or ``toy``; see ``bench.losses``), then the data set's defaults
+   (e.g. toy sets use 2-D noise) - a default applies only where the chosen component has that option;
+3. each component's own option defaults.
+
+The result is complete, so ``cell_id`` (a hash of config + seed) names exactly what was trained.
+Every error is a ``SpecError``: one line naming the file, the dotted path and the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.configdict import MISSING, canonical_json, get_dotted, set_dotted, short_hash
+from bench.data import DATASETS
+from bench.losses import LOSSES
+from bench.metrics import METRICS
+from bench.models import CRITICS, GENERATORS
+from bench.optim import OPTIMIZERS
+from bench.registry import Params, Registry, UnknownName
+
+PRESETS = ("paper", "toy")
+
+
+class SpecError(ValueError):
+    """Invalid spec input; ``str()`` is one line: ``file: dotted.path: reason``."""
+
+    def __init__(self, path: str, reason: str, file: str | None = None):
+        self.path, self.reason, self.file = path, reason, file
+        super().__init__(path, reason, file)
+
+    def in_file(self, file: str | Path) -> SpecError:
+        return SpecError(self.path, self.reason, str(file))
+
+    def __str__(self) -> str:
+        where = ": ".join(part for part in (self.file, self.path) if part)
+        return f"{where}: {self.reason}" if where else self.reason
+
+
+class TrainConfig(Params):
+    batch_size: int = Field(64, gt=0, description="m, samples per critic and generator step")
+    n_critic: int = Field(5, ge=1, description="critic steps per generator step")
+    generator_iters: int = Field(1000, ge=1, description="generator steps (the papers' 'generator iterations')")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    checkpoint_every: int = Field(0, ge=0, description="generator steps between checkpoints; 0: none")
+    critic_warmup: bool = Field(
+        False, description="WGAN reference code: 100 critic steps while g < 25 or g % 500 == 0 (not in the paper)"
+    )
+
+
+class EvalConfig(Params):
+    every: int = Field(100, ge=1, description="generator steps between evaluations (and at the end)")
+    n_samples: int = Field(2500, gt=0, description="generated (and held-out real) samples per evaluation")
+    metrics: list[str] | None = Field(None, description="registered metric names; default: the data set's")
+    mode_min_count: int = Field(1, ge=1, description="high-quality samples a mode needs to count as captured")
+    w1_samples: int = Field(1000, gt=0, description="points per side for the exact W1 (cost grows as n^3)")
+    snapshot_samples: int = Field(64, ge=0, description="generated samples kept at each evaluation (sample grids)")
+
+
+# section -> (registry, the key naming the component, default component)
+COMPONENTS: dict[str, tuple[Registry, str, str | None]] = {
+    "dataset": (DATASETS, "name", None),
+    "generator": (GENERATORS, "arch", "mlp"),
+    "critic": (CRITICS, "arch", "mlp"),
+    "loss": (LOSSES, "name", None),
+    "optimizer": (OPTIMIZERS, "name", None),
+}
+FIXED: dict[str, type[Params]] = {"train": TrainConfig, "eval": EvalConfig}
+SECTIONS = ["preset", *COMPONENTS, *FIXED]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _first_error(err: ValidationError, prefix: str) -> SpecError:
+    e = err.errors()[0]
+    path = ".".join([prefix, *map(str, e["loc"])]) if prefix else ".".join(map(str, e["loc"]))
+    return SpecError(path, e["msg"])
+
+
+# ------------------------------------------------------------------------------------------- resolution
+
+
+def _mapping(raw: Any, path: str) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError(path, f"must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def _validate(model: type[Params], section: str, given: dict, defaults: dict, label: str) -> dict:
+    """Validate ``given`` with ``model`` after filling the defaults it has fields for."""
+    fields = model.model_fields
+    for key in given:
+        if key not in fields:
+            raise SpecError(f"{section}.{key}", f"not an option of {label} (options: {', '.join(fields) or 'none'})")
+    prefix = section + "."
+    filled = {k[len(prefix) :]: v for k, v in defaults.items() if k.startswith(prefix) and k[len(prefix) :] in fields}
+    try:
+        return model.model_validate({**filled, **given}).model_dump(mode="json")
+    except ValidationError as err:
+        raise _first_error(err, section) from None
+
+
+def resolve_config(raw: Any) -> dict:
+    """The complete, validated config of one cell (see the module docstring for the layers)."""
+    raw = _mapping(raw, "base")
+    for key in raw:
+        if key not in SECTIONS:
+            raise SpecError(key, f"unknown key (allowed: {', '.join(SECTIONS)})")
+    preset = raw.get("preset", "paper")
+    if preset not in PRESETS:
+        raise SpecError("preset", f"must be one of {', '.join(PRESETS)}, got {preset!r}")
+
+    blocks = {section: _mapping(raw.get(section), section) for section in [*COMPONENTS, *FIXED]}
+    entries = {}
+    for section in ("dataset", "loss"):  # they decide the defaults of the others
+        registry, key, _ = COMPONENTS[section]
+        if key not in blocks[section]:
+            raise SpecError(f"{section}.{key}", "required")
+        entries[section] = _lookup(registry, blocks[section][key], f"{section}.{key}")
+    defaults = {**entries["dataset"].meta.get("defaults", {})}
+    defaults.update(entries["loss"].meta["presets"][preset])
+
+    config: dict[str, Any] = {"preset": preset}
+    for section, (registry, key, fallback) in COMPONENTS.items():
+        given = dict(blocks[section])
+        name = given.pop(key, None) or defaults.get(f"{section}.{key}") or fallback
+        if name is None:
+            raise SpecError(f"{section}.{key}", "required")
+        entry = entries.get(section) or _lookup(registry, name, f"{section}.{key}")
+        config[section] = {key: name, **_validate(entry.params, section, given, defaults, f"{registry.kind} {name!r}")}
+    for section, model in FIXED.items():
+        config[section] = _validate(model, section, blocks[section], defaults, section)
+
+    _check_metrics(config, entries["dataset"])
+    return config
+
+
+def _lookup(registry: Registry, name: Any, path: str):
+    if not isinstance(name, str):
+        raise SpecError(path, f"must be a name, got {name!r}")
+    try:
+        return registry.entry(name)
+    except UnknownName as err:
+        raise SpecError(path, str(err)) from None
+
+
+def _check_metrics(config: dict, dataset_entry) -> None:
+    ev = config["eval"]
+    if ev["metrics"] is None:
+        ev["metrics"] = list(dataset_entry.meta.get("default_metrics", ["w_estimate"]))
+    tags = dataset_entry.meta.get("tags", set())
+    for i, name in enumerate(ev["metrics"]):
+        entry = _lookup(METRICS, name, f"eval.metrics[{i}]")
+        missing = set(entry.meta.get("requires", ())) - tags
+        if missing:
+            raise SpecError(
+                f"eval.metrics[{i}]",
+                f"metric {name!r} needs a data set tagged {sorted(missing)}; {dataset_entry.name!r} is {sorted(tags)}",
+            )
+
+
+# -------------------------------------------------------------------------------------------- spec, cells
+
+_STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class Spec(BaseModel):
+    """An ablation: a base config, a matrix of dotted-path alternatives, seeds, excludes and includes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_STUDY_NAME, description="study name: results go to results/<name>/")
+    description: str = ""
+    base: dict[str, Any]
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    matrix: dict[str, list[Any]] | None = None
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    include: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run: a resolved config and a seed."""
+
+    study: str
+    config: dict
+    seed: int
+    overrides: dict  # the matrix/include values that made this cell, for display
+
+    @property
+    def config_id(self) -> str:
+        """Same for every seed of a config: what seeds are aggregated over."""
+        return short_hash(self.config)
+
+    @property
+    def cell_id(self) -> str:
+        return short_hash({"config": self.config, "seed": self.seed})
+
+
+def _variants(spec: Spec) -> list[dict]:
+    """The override dicts of the matrix's cartesian product, minus nothing yet (excludes need the configs)."""
+    if spec.matrix is None:
+        return [{}]
+    if not spec.matrix:
+        raise SpecError("matrix", "empty: give at least one dotted path with a list of values, or drop it")
+    for path, values in spec.matrix.items():
+        if not values:
+            raise SpecError(f"matrix.{path}", "empty list of values")
+    keys = list(spec.matrix)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*spec.matrix.values())]
+
+
+def _describe(overrides: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "base"
+
+
+def _build(base: dict, overrides: dict) -> dict:
+    raw = copy.deepcopy(base)
+    for path, value in overrides.items():
+        try:
+            set_dotted(raw, path, value)
+        except TypeError as err:
+            raise SpecError(str(err), f"is not a mapping, so {path!r} cannot be set (cell: {_describe(overrides)})") from None
+    try:
+        return resolve_config(raw)
+    except SpecError as err:
+        raise SpecError(err.path, f"{err.reason} (cell: {_describe(overrides)})") from None
+
+
+def _matches(config: dict, rule: dict) -> bool:
+    return all(
+        (got := get_dotted(config, path, MISSING)) is not MISSING and canonical_json(got) == canonical_json(want)
+        for path, want in rule.items()
+    )
+
+
+def expand(spec: Spec) -> list[Cell]:
+    """Every cell of the spec: matrix product (minus excludes), then includes, times seeds; a config
+    listed twice is trained once."""
+    built = [(o, _build(spec.base, o)) for o in _variants(spec)]
+    for i, rule in enumerate(spec.exclude):
+        for path in rule:
+            if all(get_dotted(c, path, MISSING) is MISSING for _, c in built):
+                raise SpecError(f"exclude[{i}].{path}", "is not an option of any cell")
+    built = [(o, c) for o, c in built if not any(_matches(c, rule) for rule in spec.exclude)]
+    built += [(o, _build(spec.base, o)) for o in spec.include]
+    if not built:
+        raise SpecError("exclude", "excludes every cell of the matrix")
+    cells, seen = [], set()
+    for overrides, config in built:
+        key = canonical_json(config)
+        if key in seen:
+            continue
+        seen.add(key)
+        cells += [Cell(spec.name, config, seed, overrides) for seed in spec.seeds]
+    return cells
+
+
+def parse_spec(data: Any) -> Spec:
+    if not isinstance(data, dict):
+        raise SpecError("", f"a spec must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as err:
+        raise _first_error(err, "") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Safe-load one YAML document; a missing file or bad YAML is a one-line ``SpecError``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError("", "file not found", str(path)) from None
+    except OSError as err:
+        raise SpecError("", f"cannot read: {err.strerror}", str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SpecError("", f"invalid YAML: {where}{problem}", str(path)) from None
+
+
+def load(path: str | Path) -> tuple[Spec, list[Cell]]:
+    """Read, validate and expand a spec file."""
+    try:
+        spec = parse_spec(read_yaml(path))
+        return spec, expand(spec)
+    except SpecError as err:
+        raise err.in_file(path) from None

@@ -1,0 +1,202 @@
+"""Results on disk: one parquet file per cell, written atomically, merged on demand.
+
+Layout of ``results/<study>/`` (DESIGN.md section 5)::
+
+    cells/<cell_id>.parquet    one row of the runs table + that cell's curves (a nested column)
+    samples/<cell_id>.npz      final generated samples ("samples") and per-evaluation snapshots
+    ckpt/<cell_id>.pt          checkpoints (train.checkpoint_every)
+    runs.parquet, curves.parquet  merged tables, rewritten after every run
+    spec.yaml                  the spec of the last run
+
+A cell file appears only complete (temp file + fsync + rename), so a killed run never leaves a half-written
+result, and a cell with a file is done: resume skips it. ``load(path)`` returns ``{"runs", "curves"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import bench
+from bench.configdict import canonical_json, flatten
+
+CURVE_TYPE = pa.list_(
+    pa.struct([("generator_iter", pa.int64()), ("train_s", pa.float64()), ("metric", pa.string()), ("value", pa.float64())])
+)
+CURVE_COLUMNS = ["study", "cell_id", "generator_iter", "train_s", "metric", "value"]
+
+
+class CorruptCell(Exception):
+    """A cell file that exists but cannot be read back."""
+
+
+def provenance() -> dict[str, str]:
+    """Who produced a result: versions, git sha (``-dirty`` with uncommitted changes) and host."""
+    import torch  # the store itself does not need torch; only the rows it labels do
+
+    repo = Path(bench.__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    sha = git("rev-parse", "HEAD")
+    if sha and git("status", "--porcelain", "--untracked-files=no"):
+        sha += "-dirty"
+    return {
+        "torch_version": torch.__version__,
+        "bench_version": bench.__version__,
+        "python_version": platform.python_version(),
+        "numpy_version": np.__version__,
+        "git_sha": sha or "unknown",
+        "host": socket.gethostname(),
+    }
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cell_path(study_dir: Path, cell_id: str) -> Path:
+    return Path(study_dir) / "cells" / f"{cell_id}.parquet"
+
+
+def checkpoint_path(study_dir: Path, cell_id: str) -> Path:
+    return Path(study_dir) / "ckpt" / f"{cell_id}.pt"
+
+
+def runs_row(cell, result, prov: dict[str, str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The runs-table row of a finished cell (DESIGN.md section 5)."""
+    config_columns = {
+        k: json.dumps(v) if isinstance(v, (list, tuple)) else v for k, v in flatten(cell.config).items()
+    }
+    return {
+        "study": cell.study,
+        "cell_id": cell.cell_id,
+        "config_id": cell.config_id,
+        "seed": cell.seed,
+        "status": result.status,
+        "error": result.error,
+        "diverged_at": result.diverged_at,
+        "started_at": result.started_at,
+        "wall_s": result.wall_s,
+        "train_s": result.train_s,
+        "generator_iters": result.generator_iters,
+        **config_columns,
+        **result.final,
+        "feature_space": result.feature_space,
+        **prov,
+        **(extra or {}),
+        "config_json": canonical_json(cell.config),
+    }
+
+
+def write_cell(study_dir: Path, cell, result, prov: dict[str, str], extra: dict[str, Any] | None = None) -> Path:
+    """Store a finished cell: samples first, then the parquet that marks it done."""
+    study_dir = Path(study_dir)
+    if result.samples is not None or result.snapshots:
+        arrays = {f"iter_{k:08d}": v for k, v in result.snapshots.items()}
+        if result.samples is not None:
+            arrays["samples"] = result.samples
+        _atomic_write(study_dir / "samples" / f"{cell.cell_id}.npz", lambda f: np.savez_compressed(f, **arrays))
+    row = runs_row(cell, result, prov, extra)
+    table = pa.Table.from_pylist([row])
+    curves = [{"generator_iter": i, "train_s": t, "metric": k, "value": v} for i, t, k, v in result.curves]
+    table = table.append_column("curves", pa.array([curves], type=CURVE_TYPE))
+    path = cell_path(study_dir, cell.cell_id)
+    _atomic_write(path, lambda f: pq.write_table(table, f))
+    return path
+
+
+def read_cell(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One cell file as (runs row, curves); ``CorruptCell`` if it cannot be read."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise CorruptCell(f"{path}: unreadable cell file ({err})") from None
+    if table.num_rows != 1 or "curves" not in table.column_names:
+        raise CorruptCell(f"{path}: not a cell file (rows={table.num_rows})")
+    nested = table.column("curves").combine_chunks()
+    runs = table.drop_columns(["curves"]).to_pandas()
+    curves = pa.Table.from_struct_array(nested.flatten()).to_pandas() if len(nested.flatten()) else pd.DataFrame(
+        columns=CURVE_COLUMNS[2:]
+    )
+    curves.insert(0, "cell_id", runs.at[0, "cell_id"])
+    curves.insert(0, "study", runs.at[0, "study"])
+    return runs, curves
+
+
+def scan(study_dir: Path) -> tuple[list[Path], list[str]]:
+    """Readable cell files and one message per corrupt one (a corrupt cell counts as not done)."""
+    good, bad = [], []
+    for path in sorted((Path(study_dir) / "cells").glob("*.parquet")):
+        try:
+            pq.read_metadata(path)
+            good.append(path)
+        except (OSError, pa.ArrowException) as err:
+            bad.append(f"{path}: unreadable cell file ({err})")
+    return good, bad
+
+
+def done_cells(study_dir: Path) -> set[str]:
+    return {p.stem for p in scan(study_dir)[0]}
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def load(path: str | Path) -> dict[str, pd.DataFrame]:
+    """``{"runs": DataFrame, "curves": DataFrame}`` from a study directory (its cell files), or from a
+    merged ``runs.parquet`` (with ``curves.parquet`` beside it when present)."""
+    path = Path(path)
+    if path.is_file():
+        curves_file = path.with_name("curves.parquet")
+        return {
+            "runs": pd.read_parquet(path),
+            "curves": pd.read_parquet(curves_file) if curves_file.exists() and curves_file != path else pd.DataFrame(columns=CURVE_COLUMNS),
+        }
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such study directory or parquet file")
+    runs, curves = [], []
+    for p in scan(path)[0]:
+        try:
+            row, points = read_cell(p)
+        except CorruptCell:  # passed the metadata check, failed on the data: treat as not done
+            continue
+        runs.append(row)
+        curves.append(points)
+    return {"runs": _concat(runs, ["study", "cell_id", "config_id", "seed", "status"]), "curves": _concat(curves, CURVE_COLUMNS)}
+
+
+def write_merged(study_dir: Path) -> dict[str, pd.DataFrame]:
+    """Rewrite ``runs.parquet`` and ``curves.parquet`` of a study from its cell files."""
+    study_dir = Path(study_dir)
+    tables = load(study_dir)
+    for name, df in tables.items():
+        _atomic_write(study_dir / f"{name}.parquet", lambda f, df=df: df.to_parquet(f, index=False))
+    return tables

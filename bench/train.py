@@ -1,0 +1,254 @@
+"""The trainer: Algorithm 1 of WGAN (Arjovsky et al. 2017) and of WGAN-GP (Gulrajani et al. 2017).
+
+One loop serves every loss in ``bench.losses``: ``n_critic`` critic steps on real and generated batches
+(with weight clipping or a gradient penalty when the loss asks for them), then one generator step. Every
+``eval.every`` generator steps the cell is measured (``bench.metrics``) and the values become curve points.
+
+``train`` knows nothing of schedulers or stores: it takes a resolved config and a seed and returns a
+``RunResult``. Each random stream (data, noise, penalty, evaluation) is its own seeded generator, so the same
+config and seed give the same curves on CPU, and a checkpoint restores the run exactly where it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from bench import seeding
+from bench.data import DATASETS
+from bench.losses import LOSSES, GANLoss, clip_weights_, gradient_penalty
+from bench.metrics import METRICS, EvalContext
+from bench.models import CRITICS, GENERATORS, weight_layers
+from bench.optim import build_optimizer
+
+Status = Literal["ok", "diverged", "failed", "timeout", "pruned"]
+CurvePoint = tuple[int, float, str, float]  # (generator_iter, train_s, metric, value)
+
+
+@dataclass
+class Hooks:
+    """What a caller may plug into a run.
+
+    ``on_eval(generator_iter, values)`` sees every evaluation; returning True stops the run as ``pruned``
+    (how an Optuna pruner acts). ``checkpoint_path``: where ``train.checkpoint_every`` saves, and where
+    an interrupted run resumes from.
+    """
+
+    on_eval: Callable[[int, dict[str, float]], bool | None] | None = None
+    checkpoint_path: Path | None = None
+
+
+@dataclass
+class RunResult:
+    status: Status
+    generator_iters: int  # generator steps completed
+    started_at: str
+    wall_s: float  # everything, evaluation included
+    train_s: float  # training steps only (the wall-clock axis of WGAN-GP Fig. 3)
+    curves: list[CurvePoint] = field(default_factory=list)
+    final: dict[str, float] = field(default_factory=dict)  # values of the last evaluation
+    samples: np.ndarray | None = None  # eval.n_samples generated samples at the end
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # generator_iter -> first samples
+    error: str | None = None
+    diverged_at: int | None = None
+    feature_space: str | None = None
+
+
+def build_component(registry, block: dict, key: str, *args):
+    entry = registry.entry(block[key])
+    params = entry.params.model_validate({k: v for k, v in block.items() if k != key})
+    return entry.obj(params, *args)
+
+
+def critic_steps(cfg: dict, step: int) -> int:
+    """n_critic, or 100 during the WGAN reference code's warm-up (``train.critic_warmup``)."""
+    if cfg["train"]["critic_warmup"] and (step < 25 or step % 500 == 0):
+        return 100
+    return cfg["train"]["n_critic"]
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def gradient_norms(critic: nn.Module, loss: GANLoss, real: Tensor, fake: Tensor) -> dict[str, float]:
+    """Diagnostics of WGAN-GP section 3 / Fig. 1b: the norm of the critic's gradient w.r.t. its input
+    (mean over real and generated samples) and of the critic loss's gradient w.r.t. each layer's weights."""
+    x = torch.cat([real, fake]).requires_grad_(True)
+    (grad_x,) = torch.autograd.grad(critic(x).sum(), x)
+    out = {"critic_input_grad_norm": float(grad_x.flatten(1).norm(dim=1).mean())}
+    layers = weight_layers(critic)
+    grads = torch.autograd.grad(loss.critic(critic(real), critic(fake)), [m.weight for _, m in layers])
+    out.update({f"critic_grad_norm.layer_{i:02d}": float(g.norm()) for i, g in enumerate(grads)})
+    return out
+
+
+def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cpu") -> RunResult:
+    """Train one cell; see the module docstring."""
+    hooks = hooks or Hooks()
+    device = torch.device(device)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t_start = time.perf_counter()
+    g_cfg, tr, ev = config["generator"], config["train"], config["eval"]
+    m = tr["batch_size"]
+
+    dataset = build_component(DATASETS, config["dataset"], "name", seed)
+    torch.manual_seed(seeding.stream_seed(seed, "init"))  # weight initialization
+    generator = build_component(GENERATORS, g_cfg, "arch", dataset.shape).to(device)
+    critic = build_component(CRITICS, config["critic"], "arch", dataset.shape).to(device)
+    loss: GANLoss = build_component(LOSSES, config["loss"], "name")
+    generator_opt = build_optimizer(config["optimizer"], generator.parameters(), "generator")
+    critic_opt = build_optimizer(config["optimizer"], critic.parameters(), "critic")
+    noise_rng = seeding.generator(seed, "noise", device)
+    penalty_rng = seeding.generator(seed, "penalty", device)
+    eps_shape = (m,) + (1,) * len(dataset.shape)
+    autocast = _autocast(device, tr["precision"])
+
+    def sample_noise(n: int) -> Tensor:
+        return torch.randn(n, g_cfg["latent_dim"], generator=noise_rng, device=device)
+
+    def generate(real: Tensor, z: Tensor) -> Tensor:
+        """G(z); or, with ``generator.fixed``, real data + N(0, I) (gan_toy.py FIXED_GENERATOR)."""
+        if g_cfg["fixed"]:
+            return real + torch.randn(real.shape, generator=noise_rng, device=device)
+        return generator(z)
+
+    # Evaluation uses its own fixed noise and held-out real samples: measuring never moves a training stream.
+    eval_real = dataset.reference(ev["n_samples"])
+    eval_noise = torch.randn(ev["n_samples"], g_cfg["latent_dim"], generator=seeding.generator(seed, "eval"))
+
+    state = {"step": 0, "train_s": 0.0, "curves": []}
+    first_nonfinite = torch.tensor(-1, device=device)  # generator step of the first NaN/inf loss, -1: none
+    if hooks.checkpoint_path is not None and hooks.checkpoint_path.exists():
+        ckpt = torch.load(hooks.checkpoint_path, map_location=device, weights_only=True)
+        for obj, key in [(generator, "generator"), (critic, "critic"), (generator_opt, "generator_opt"),
+                         (critic_opt, "critic_opt"), (dataset, "dataset")]:
+            obj.load_state_dict(ckpt[key])
+        noise_rng.set_state(ckpt["noise_rng"].cpu())
+        penalty_rng.set_state(ckpt["penalty_rng"].cpu())
+        state = {"step": ckpt["step"], "train_s": ckpt["train_s"], "curves": [tuple(c) for c in ckpt["curves"]]}
+
+    def save_checkpoint() -> None:
+        tmp = hooks.checkpoint_path.with_suffix(".tmp")
+        torch.save(
+            {"generator": generator.state_dict(), "critic": critic.state_dict(),
+             "generator_opt": generator_opt.state_dict(), "critic_opt": critic_opt.state_dict(),
+             "dataset": dataset.state_dict(), "noise_rng": noise_rng.get_state(),
+             "penalty_rng": penalty_rng.get_state(), **state},
+            tmp,
+        )
+        os.replace(tmp, hooks.checkpoint_path)
+
+    @torch.no_grad()
+    def generated_samples() -> Tensor:
+        eval_fixed = seeding.generator(seed, "eval-fixed")
+        chunks = []
+        for i in range(0, len(eval_noise), m):
+            z = eval_noise[i : i + m].to(device)
+            if g_cfg["fixed"]:
+                real = eval_real[i : i + m].to(device)
+                chunks.append(real + torch.randn(real.shape, generator=eval_fixed, device="cpu").to(device))
+            else:
+                chunks.append(generator(z))
+        return torch.cat(chunks).float().cpu()
+
+    def evaluate(critic_loss: Tensor, generator_loss: Tensor | None) -> tuple[dict[str, float], Tensor]:
+        samples = generated_samples()
+        values = {"critic_loss": float(critic_loss.detach())}
+        if generator_loss is not None:
+            values["generator_loss"] = float(generator_loss.detach())
+        values.update(gradient_norms(critic, loss, eval_real[:m].to(device), samples[:m].to(device)))
+        ctx = EvalContext(samples, eval_real, dataset, critic, loss, config, device)
+        for name in ev["metrics"]:
+            values.update(METRICS.get(name)(ctx))
+        return values, samples
+
+    critic_loss = generator_loss = torch.tensor(math.nan)
+    status: Status = "ok"
+    samples, snapshots, final = None, {}, {}
+    step = state["step"]
+    tick = time.perf_counter()
+    while step < tr["generator_iters"]:
+        # Algorithm 1, lines 2-8: train the critic n_critic times.
+        critic.requires_grad_(True)
+        for _ in range(critic_steps(config, step)):
+            real = dataset.sample(m).to(device)
+            with torch.no_grad(), autocast:
+                fake = generate(real, sample_noise(m)).float()
+            if loss.clip_value is not None and loss.clip_when == "before":
+                clip_weights_(critic, loss.clip_value)
+            with autocast:
+                critic_loss = loss.critic(critic(real), critic(fake))
+                if loss.gp_lambda:
+                    eps = torch.rand(eps_shape, generator=penalty_rng, device=device)
+                    critic_loss = critic_loss + loss.gp_lambda * gradient_penalty(critic, real, fake, eps)
+            critic_opt.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            critic_opt.step()
+            if loss.clip_value is not None and loss.clip_when == "after":
+                clip_weights_(critic, loss.clip_value)
+
+        # Lines 9-11: one generator step against the critic (held fixed).
+        finite = torch.isfinite(critic_loss)
+        if not g_cfg["fixed"]:
+            critic.requires_grad_(False)  # only G's parameters get gradients here
+            with autocast:
+                generator_loss = loss.generator(critic(generator(sample_noise(m))))
+            generator_opt.zero_grad(set_to_none=True)
+            generator_loss.backward()
+            generator_opt.step()
+            finite &= torch.isfinite(generator_loss)
+        step += 1
+        first_nonfinite = torch.where((first_nonfinite < 0) & ~finite, step, first_nonfinite)  # no host sync
+
+        is_eval = step % ev["every"] == 0 or step == tr["generator_iters"]
+        is_checkpoint = bool(hooks.checkpoint_path and tr["checkpoint_every"]) and (
+            step % tr["checkpoint_every"] == 0 or step == tr["generator_iters"]
+        )
+        if not (is_eval or is_checkpoint):
+            continue
+        state["train_s"] += time.perf_counter() - tick  # the training clock stops while measuring
+        state["step"] = step
+        if int(first_nonfinite) >= 0:
+            return _result("diverged", step, started_at, t_start, state, final, samples, snapshots,
+                           diverged_at=int(first_nonfinite))
+        if is_eval:
+            critic.requires_grad_(True)
+            final, samples = evaluate(critic_loss, None if g_cfg["fixed"] else generator_loss)
+            state["curves"] += [(step, state["train_s"], k, v) for k, v in final.items()]
+            if ev["snapshot_samples"]:
+                snapshots[step] = samples[: ev["snapshot_samples"]].numpy()
+        if is_checkpoint:
+            save_checkpoint()
+        if is_eval and hooks.on_eval is not None and hooks.on_eval(step, final):
+            status = "pruned"
+            break
+        tick = time.perf_counter()
+    return _result(status, step, started_at, t_start, state, final, samples, snapshots)
+
+
+def _result(status, step, started_at, t_start, state, final, samples, snapshots, diverged_at=None) -> RunResult:
+    return RunResult(
+        status=status,
+        generator_iters=step,
+        started_at=started_at,
+        wall_s=time.perf_counter() - t_start,
+        train_s=state["train_s"],
+        curves=state["curves"],
+        final=final,
+        samples=None if samples is None else samples.numpy(),
+        snapshots=snapshots,
+        diverged_at=diverged_at,
+    )
