@@ -4,6 +4,7 @@ Layout of ``results/<study>/`` (DESIGN.md section 5)::
 
     cells/<cell_id>.parquet    one row of the runs table + that cell's curves (a nested column)
     samples/<cell_id>.npz      final generated samples ("samples") and per-evaluation snapshots
+    artifacts/<cell_id>.npz    arrays metrics produced ("<name>@<generator_iter>", e.g. value surfaces)
     ckpt/<cell_id>.pt          checkpoints (train.checkpoint_every)
     runs.parquet, curves.parquet  merged tables, rewritten after every run
     spec.yaml                  the spec of the last run
@@ -107,7 +108,8 @@ def runs_row(cell, result, prov: dict[str, str], extra: dict[str, Any] | None = 
         "generator_iters": result.generator_iters,
         **config_columns,
         **result.final,
-        "feature_space": result.feature_space,
+        "feature_space": None,  # set by image metrics (e.g. "inception-v3-compat"), absent for toy metrics
+        **result.labels,
         **prov,
         **(extra or {}),
         "config_json": canonical_json(cell.config),
@@ -122,6 +124,9 @@ def write_cell(study_dir: Path, cell, result, prov: dict[str, str], extra: dict[
         if result.samples is not None:
             arrays["samples"] = result.samples
         _atomic_write(study_dir / "samples" / f"{cell.cell_id}.npz", lambda f: np.savez_compressed(f, **arrays))
+    if result.artifacts:
+        _atomic_write(study_dir / "artifacts" / f"{cell.cell_id}.npz",
+                      lambda f: np.savez_compressed(f, **result.artifacts))
     row = runs_row(cell, result, prov, extra)
     table = pa.Table.from_pylist([row])
     curves = [{"generator_iter": i, "train_s": t, "metric": k, "value": v} for i, t, k, v in result.curves]

@@ -59,9 +59,10 @@ class RunResult:
     final: dict[str, float] = field(default_factory=dict)  # values of the last evaluation
     samples: np.ndarray | None = None  # eval.n_samples generated samples at the end
     snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # generator_iter -> first samples
+    labels: dict[str, str] = field(default_factory=dict)  # text a metric reports, e.g. feature_space
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)  # "<name>@<generator_iter>" -> array
     error: str | None = None
     diverged_at: int | None = None
-    feature_space: str | None = None
 
 
 def build_component(registry, block: dict, key: str, *args):
@@ -141,6 +142,7 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
         state = {"step": ckpt["step"], "train_s": ckpt["train_s"], "curves": [tuple(c) for c in ckpt["curves"]]}
 
     def save_checkpoint() -> None:
+        hooks.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = hooks.checkpoint_path.with_suffix(".tmp")
         torch.save(
             {"generator": generator.state_dict(), "critic": critic.state_dict(),
@@ -164,7 +166,9 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
                 chunks.append(generator(z))
         return torch.cat(chunks).float().cpu()
 
-    def evaluate(critic_loss: Tensor, generator_loss: Tensor | None) -> tuple[dict[str, float], Tensor]:
+    def evaluate(step: int, critic_loss: Tensor, generator_loss: Tensor | None) -> tuple[dict[str, float], Tensor]:
+        """Metric functions return numbers (curve points), strings (labels such as the feature space) or
+        arrays (artifacts such as a critic value surface)."""
         samples = generated_samples()
         values = {"critic_loss": float(critic_loss.detach())}
         if generator_loss is not None:
@@ -172,12 +176,18 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
         values.update(gradient_norms(critic, loss, eval_real[:m].to(device), samples[:m].to(device)))
         ctx = EvalContext(samples, eval_real, dataset, critic, loss, config, device)
         for name in ev["metrics"]:
-            values.update(METRICS.get(name)(ctx))
+            for key, value in METRICS.get(name)(ctx).items():
+                if isinstance(value, str):
+                    labels[key] = value
+                elif isinstance(value, np.ndarray):
+                    artifacts[f"{key}@{step}"] = value
+                else:
+                    values[key] = float(value)
         return values, samples
 
     critic_loss = generator_loss = torch.tensor(math.nan)
     status: Status = "ok"
-    samples, snapshots, final = None, {}, {}
+    samples, snapshots, final, labels, artifacts = None, {}, {}, {}, {}
     step = state["step"]
     tick = time.perf_counter()
     while step < tr["generator_iters"]:
@@ -222,11 +232,11 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
         state["train_s"] += time.perf_counter() - tick  # the training clock stops while measuring
         state["step"] = step
         if int(first_nonfinite) >= 0:
-            return _result("diverged", step, started_at, t_start, state, final, samples, snapshots,
-                           diverged_at=int(first_nonfinite))
+            return _result("diverged", step, started_at, t_start, state, final, samples, snapshots, labels,
+                           artifacts, diverged_at=int(first_nonfinite))
         if is_eval:
             critic.requires_grad_(True)
-            final, samples = evaluate(critic_loss, None if g_cfg["fixed"] else generator_loss)
+            final, samples = evaluate(step, critic_loss, None if g_cfg["fixed"] else generator_loss)
             state["curves"] += [(step, state["train_s"], k, v) for k, v in final.items()]
             if ev["snapshot_samples"]:
                 snapshots[step] = samples[: ev["snapshot_samples"]].numpy()
@@ -236,10 +246,11 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
             status = "pruned"
             break
         tick = time.perf_counter()
-    return _result(status, step, started_at, t_start, state, final, samples, snapshots)
+    return _result(status, step, started_at, t_start, state, final, samples, snapshots, labels, artifacts)
 
 
-def _result(status, step, started_at, t_start, state, final, samples, snapshots, diverged_at=None) -> RunResult:
+def _result(status, step, started_at, t_start, state, final, samples, snapshots, labels, artifacts,
+            diverged_at=None) -> RunResult:
     return RunResult(
         status=status,
         generator_iters=step,
@@ -250,5 +261,7 @@ def _result(status, step, started_at, t_start, state, final, samples, snapshots,
         final=final,
         samples=None if samples is None else samples.numpy(),
         snapshots=snapshots,
+        labels=labels,
+        artifacts=artifacts,
         diverged_at=diverged_at,
     )
