@@ -20,7 +20,7 @@ MAX_ROWS = 60  # longer tables are cut in the report (the full table is in data/
 
 def table(df: pd.DataFrame) -> str:
     """A pipe table (tabulate), floats to 4 significant digits, lists as text."""
-    df = df.copy()
+    df = df.astype({c: object for c in df.select_dtypes("category").columns})
     for c in df.columns:
         if df[c].map(lambda v: isinstance(v, (list, tuple))).any():
             df[c] = df[c].map(lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)

@@ -47,8 +47,8 @@ def save(fig: plt.Figure, out: Path, key: str) -> list[Path]:
     """Write ``fig`` as ``<key>.png`` (150 dpi) and ``<key>.svg`` under ``out``, then close it."""
     out.mkdir(parents=True, exist_ok=True)
     files = [out / f"{key}.png", out / f"{key}.svg"]
-    fig.savefig(files[0], dpi=150, bbox_inches="tight")
-    fig.savefig(files[1], bbox_inches="tight")
+    fig.savefig(files[0], dpi=150)  # the constrained layout already fits titles and legends
+    fig.savefig(files[1])
     plt.close(fig)
     return files
 

@@ -1,0 +1,123 @@
+"""bench.regress: verdicts per config and metric against a baseline, and the exit codes CI relies on."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from synthetic_study import make_cell, store_cell
+
+from bench import regress as regress_cli
+from bench import store
+from reports.regression import compare, load_runs
+
+MODES = {"nonsaturating": [14.0, 16.0, 15.0], "wgan-gp": [21.0, 22.0, 23.0]}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    study_dir = tmp_path_factory.mktemp("results") / "ci"
+    for loss, modes in MODES.items():
+        for seed, m in enumerate(modes):
+            final = {"modes_captured": m, "hq_fraction": 0.5 + 0.01 * seed, "w1_exact": 0.2 + 0.01 * seed}
+            store_cell(study_dir, make_cell("ci", {"loss.name": loss}, seed), final=final)
+    store.write_merged(study_dir)
+    return study_dir
+
+
+@pytest.fixture
+def runs(run_dir):
+    return load_runs(run_dir)
+
+
+def verdict(cmp, config: str, metric: str) -> str:
+    rows = cmp.rows
+    return rows[(rows["config"] == config) & (rows["metric"] == metric)]["verdict"].item()
+
+
+def test_identical_rerun_passes(run_dir, tmp_path, capsys):
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    shutil.copy(run_dir / "runs.parquet", baseline / "runs.parquet")  # a committed baseline: runs.parquet only
+    out = tmp_path / "report.md"
+    assert regress_cli.main([str(run_dir), "--baseline", str(baseline), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "**No regression**" in text and out.read_text().strip() == text.strip()
+    cmp = compare(load_runs(run_dir), load_runs(baseline))
+    assert set(cmp.rows["verdict"]) == {"unchanged"}
+    assert set(cmp.rows["metric"]) == {"ok cells", "modes_captured", "hq_fraction", "w1_exact"}
+
+
+def test_injected_regression_is_flagged(run_dir, runs, tmp_path, capsys):
+    better = runs.copy()
+    better.loc[better["loss.name"] == "wgan-gp", "modes_captured"] += 5  # the baseline captured more modes
+    better.to_parquet(tmp_path / "runs.parquet")
+    assert regress_cli.main([str(run_dir), "--baseline", str(tmp_path / "runs.parquet")]) == 1
+    text = capsys.readouterr().out
+    assert "**REGRESSED**: 1 regression(s) in 1 config(s)" in text
+    cmp = compare(runs, better)
+    assert verdict(cmp, "loss=wgan-gp", "modes_captured") == "regressed"
+    row = cmp.rows[(cmp.rows["config"] == "loss=wgan-gp") & (cmp.rows["metric"] == "modes_captured")].iloc[0]
+    assert row["delta"] == pytest.approx(-5.0) and row["tolerance"] == pytest.approx(0.1 * 27.0, rel=1e-6)
+    assert row["test"] == "Welch t" and row["p"] < 0.05
+    assert verdict(cmp, "loss=nonsaturating", "modes_captured") == "unchanged"
+
+
+def test_direction_comes_from_the_catalogue(runs):
+    worse_baseline = runs.copy()
+    worse_baseline["modes_captured"] -= 5  # higher is better: the run improved
+    worse_baseline["w1_exact"] += 0.2  # lower is better: the run improved
+    cmp = compare(runs, worse_baseline)
+    assert verdict(cmp, "loss=wgan-gp", "modes_captured") == "improved"
+    assert verdict(cmp, "loss=wgan-gp", "w1_exact") == "improved"
+    assert not cmp.regressed
+
+
+def test_change_within_seed_noise_is_unchanged(runs):
+    noisy = runs.copy()
+    gp = noisy["loss.name"] == "wgan-gp"
+    noisy.loc[gp, "modes_captured"] = [12.0, 32.0, 25.0]  # mean 23 vs 22, but a wide spread over seeds
+    cmp = compare(runs, noisy, rel_tol=0.01)
+    row = cmp.rows[(cmp.rows["config"] == "loss=wgan-gp") & (cmp.rows["metric"] == "modes_captured")].iloc[0]
+    assert abs(row["delta"]) > row["tolerance"] and row["p"] >= 0.05
+    assert row["verdict"] == "unchanged" and "seed noise" in row["why"]
+
+
+def test_single_seed_uses_the_tolerance_alone(runs):
+    one = runs[runs["seed"] == 0]
+    baseline = one.copy()
+    baseline["modes_captured"] += 3  # 17 vs 14 on one seed: beyond 10% of 17
+    cmp = compare(one, baseline)
+    row = cmp.rows[(cmp.rows["config"] == "loss=nonsaturating") & (cmp.rows["metric"] == "modes_captured")].iloc[0]
+    assert row["verdict"] == "regressed" and row["test"].startswith("none")
+
+
+def test_lost_cells_and_configs_are_regressions(runs):
+    run = runs.copy()
+    run.loc[(run["loss.name"] == "wgan-gp") & (run["seed"] == 2), "status"] = "diverged"
+    cmp = compare(run, runs)
+    assert verdict(cmp, "loss=wgan-gp", "ok cells") == "regressed"
+    only_gan = runs[runs["loss.name"] == "nonsaturating"]
+    cmp = compare(only_gan, runs)
+    assert verdict(cmp, "loss=wgan-gp", "(config)") == "regressed" and cmp.regressed
+    cmp = compare(runs, only_gan)  # a config new in the run is reported, not a regression
+    assert verdict(cmp, "loss=wgan-gp", "(config)") == "new" and not cmp.regressed
+
+
+def test_configs_match_on_the_axes_and_other_differences_are_listed(runs):
+    run = runs.copy()
+    run["train.new_option"] = True  # an option added by newer code
+    run["optimizer.lr"] = 2e-3  # a changed default: reported, still compared
+    cmp = compare(run, runs)
+    assert set(cmp.rows["verdict"]) == {"unchanged"}
+    assert any("optimizer.lr" in n for n in cmp.notes["loss=wgan-gp"])
+
+
+def test_bad_input_exits_2(run_dir, tmp_path, capsys):
+    assert regress_cli.main([str(run_dir), "--baseline", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
+    other = load_runs(run_dir).assign(**{"loss.name": "hinge"})
+    other["dataset.name"] = "8gaussians"
+    other.to_parquet(tmp_path / "other.parquet")
+    assert regress_cli.main([str(run_dir), "--baseline", str(tmp_path / "other.parquet")]) == 2
+    assert "no config of the run matches" in capsys.readouterr().err
