@@ -184,13 +184,19 @@ def _is_quality(name: str) -> bool:
 
 
 def describe(row: pd.Series, axes: list[str]) -> str:
-    """``loss=wgan, loss.clip_value=0.01`` for a runs row: its values on the axes (missing ones left out)."""
-    parts = []
+    """``loss=wgan, clip_value=0.01`` for a runs row: its values on the axes (missing ones left out; a
+    section named once, so ``loss.clip_value`` after ``loss.name`` reads ``clip_value``)."""
+    parts, sections = [], set()
     for a in axes:
         value = row.get(a)
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
-        name = a.rsplit(".", 1)[0] if a.endswith((".name", ".arch")) else a
+        section, _, option = a.partition(".")
+        if a.endswith((".name", ".arch")) and option in ("name", "arch"):
+            name = section
+        else:
+            name = option if section in sections else a
+        sections.add(section)
         parts.append(f"{name}={_short(value)}")
     return ", ".join(parts)
 

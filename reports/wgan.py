@@ -46,7 +46,7 @@ def wgan_fig3_4_estimate_vs_quality(study: Study, out: Path) -> Section:
     sign = -1.0 if column(quality).higher_is_better else 1.0  # +1: estimate and quality move together
     with_curves = set(study.runs.loc[study.runs["cell_id"].isin(study.curves["cell_id"]), "config_id"])
     order = [c for c in study.config_order() if c in with_curves]
-    fig, axes = grid(len(order), 3, size=(4.2, 3.2))
+    fig, axes = grid(len(order), 3, size=(4.8, 3.2))
     runs_table, cut = [], False
     for ax, config_id in zip(axes, order):
         cells = study.runs[study.runs["config_id"] == config_id]
@@ -60,7 +60,7 @@ def wgan_fig3_4_estimate_vs_quality(study: Study, out: Path) -> Section:
         q = study.curve(quality)
         q = q[q["config_id"] == config_id]
         sns.lineplot(est, x="generator_iter", y="filtered", ax=ax, color="tab:blue", **seaborn_args(estimate))
-        ax.set_ylabel(f"{estimate} (median-filtered)", color="tab:blue")
+        ax.set_ylabel(estimate, color="tab:blue")
         ax.set_xlabel("generator iterations")
         twin = ax.twinx()
         sns.lineplot(q, x="generator_iter", y="value", ax=twin, color="tab:orange", linestyle="--", **seaborn_args(quality))
@@ -83,10 +83,13 @@ def wgan_fig3_4_estimate_vs_quality(study: Study, out: Path) -> Section:
         finite = [r for r in rhos if np.isfinite(r)]
         ax.set_title(f"{study.labels[config_id]}\ntracks quality (sign-adjusted rho): "
                      + (f"{np.mean(finite):+.2f}" if finite else "n/a"), fontsize=8)
-    fig.suptitle(f"{study.name}: the critic's estimate (blue, left axis) vs {quality} (orange, right axis); "
-                 "mean and 95% interval over seeds"
+    fig.suptitle(f"{study.name}: the critic's estimate (blue, left axis, median-filtered per run) vs {quality} "
+                 "(orange, right axis); mean and 95% interval over seeds"
                  + ("\nintervals wider than an axis are cut there" if cut else ""))
     table = pd.DataFrame(runs_table)
+    if len(table):
+        table = table.sort_values(["seed"], kind="stable").sort_values(
+            "config", key=lambda c: c.map({study.labels[k]: i for i, k in enumerate(order)}), kind="stable")
     return Section(
         key="wgan_fig3_4_estimate_vs_quality",
         title="WGAN Figs. 3-4: the critic's estimate vs sample quality",
