@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,7 +64,7 @@ def markdown(study: Study, sections: list[Section], out: Path) -> str:
                           f"[`data/{s.key}.csv`](data/{s.key}.csv)", ""]
         used = ", ".join(map(str, s.seeds)) if s.seeds else "none"
         lines += [f"**What it shows.** {s.description}", "",
-                  f"**Spec.** {study.spec_summary()}", "",
+                  f"**Spec.** {study.spec_summary(short=True)}", "",
                   f"**Seeds.** {used}", ""]
         lines += [f"- {n}" for n in s.notes] + ([""] if s.notes else [])
         lines += _tables(s)
@@ -117,6 +116,3 @@ def write(study: Study, sections: list[Section], out: Path) -> dict[str, Path]:
     paths["html"].write_text(to_html(md, out, f"Report: {study.name}"))
     return paths
 
-
-def fmt(value: float) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"

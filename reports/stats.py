@@ -69,14 +69,13 @@ def seaborn_args(metric: str) -> dict[str, Callable]:
 def summarize(df: pd.DataFrame, by: list[str], value: str = "value", metric: str | None = None) -> pd.DataFrame:
     """One row per group of ``by``: ``n`` (values over seeds), ``center``, ``lo``, ``hi`` and ``seeds``.
 
-    ``metric`` names the catalogue column whose aggregation applies (default: ``value`` itself, or the
-    ``metric`` column of a long-format frame, group by group).
+    ``metric`` names the catalogue column whose aggregation applies; by default each group's value of the
+    ``metric`` column of a long-format frame.
     """
     rows = []
     for key, group in df.groupby(by, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        name = metric or (group["metric"].iloc[0] if "metric" in group and value == "value" else value)
-        aggregate = how(name)
+        aggregate = how(metric or group["metric"].iloc[0])
         v = group[value]
         lo, hi = interval(v, aggregate)
         seeds = sorted(group.loc[np.isfinite(v.astype(float)), "seed"].tolist()) if "seed" in group else []

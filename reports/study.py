@@ -39,6 +39,7 @@ class Study:
     curves: pd.DataFrame
     spec_text: str = ""
     spec: dict = field(default_factory=dict)
+    _arrays: dict = field(default_factory=dict, repr=False)  # npz files already read
 
     @classmethod
     def load(cls, path: str | Path) -> Study:
@@ -104,6 +105,11 @@ class Study:
         return sorted(int(s) for s in self.runs["seed"].unique())
 
     @property
+    def trains_generator(self) -> bool:
+        """False when every cell held the generator fixed (``generator.fixed``: only the critic trained)."""
+        return "generator.fixed" not in self.runs or not self.runs["generator.fixed"].astype(bool).all()
+
+    @property
     def ok(self) -> pd.DataFrame:
         return self.runs[self.runs["status"] == "ok"]
 
@@ -143,14 +149,19 @@ class Study:
 
     # ----------------------------------------------------------------------------------- files beside it
 
-    def samples(self, cell_id: str) -> dict[str, np.ndarray]:
-        """``samples/<cell_id>.npz``: ``samples`` (final) and ``iter_XXXXXXXX`` snapshots; {} if none."""
-        return _npz(self.path / "samples" / f"{cell_id}.npz")
+    def samples(self, cell_id: str, key: str = "samples") -> np.ndarray | None:
+        """One array of ``samples/<cell_id>.npz``: ``samples`` (final) or an ``iter_XXXXXXXX`` snapshot;
+        None if absent. Only that array is read (image studies store thousands of samples per cell)."""
+        path = self.path / "samples" / f"{cell_id}.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as z:
+            return z[key] if key in z.files else None
 
     def artifacts(self, cell_id: str) -> dict[str, dict[int, np.ndarray]]:
         """``artifacts/<cell_id>.npz`` as ``{name: {generator_iter: array}}``; {} if none."""
         out: dict[str, dict[int, np.ndarray]] = {}
-        for key, array in _npz(self.path / "artifacts" / f"{cell_id}.npz").items():
+        for key, array in self._npz(self.path / "artifacts" / f"{cell_id}.npz").items():
             m = _ARTIFACT.match(key)
             if m:
                 out.setdefault(m["name"], {})[int(m["iter"])] = array
@@ -162,16 +173,32 @@ class Study:
             path = self.path / "artifacts" / f"{cell_id}.npz"
             if path.exists():
                 with np.load(path) as z:
-                    if any(k.split("@")[0] == name for k in z.files):
+                    if any(k.rpartition("@")[0] == name for k in z.files):
                         return True
         return False
 
-    def has_samples(self) -> bool:
-        return any((self.path / "samples" / f"{c}.npz").exists() for c in self.runs["cell_id"])
+    def _npz(self, path: Path) -> dict[str, np.ndarray]:
+        if path not in self._arrays:
+            if not path.exists():
+                self._arrays[path] = {}
+            else:
+                with np.load(path) as z:
+                    self._arrays[path] = {k: z[k] for k in z.files}
+        return self._arrays[path]
 
-    def spec_summary(self) -> str:
-        """One line: where the spec is and what it says it reproduces."""
-        desc = " ".join(str(self.spec.get("description", "")).split())
+    def has_samples(self, cell_id: str | None = None) -> bool:
+        """Whether ``cell_id`` (default: any cell) stored its final samples."""
+        for c in [cell_id] if cell_id else self.runs["cell_id"]:
+            path = self.path / "samples" / f"{c}.npz"
+            if path.exists():
+                with np.load(path) as z:
+                    if "samples" in z.files:
+                        return True
+        return False
+
+    def spec_summary(self, short: bool = False) -> str:
+        """One line: where the spec is and (unless ``short``) what it says it reproduces."""
+        desc = "" if short else " ".join(str(self.spec.get("description", "")).split())
         where = self.path / "spec.yaml"
         return f"`{where}` (study `{self.spec.get('name', self.name)}`)" + (f": {desc}" if desc else "")
 
@@ -211,9 +238,3 @@ def _short(value) -> str:
         return f"{value:g}"
     return str(value)
 
-
-def _npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.exists():
-        return {}
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}

@@ -21,10 +21,6 @@ ESTIMATE_QUALITY = ("fid", "w1_exact", "modes_captured", "inception_score")  # s
 MEDIAN_FILTER = 5  # evaluation points per running median of the estimate (the papers filter their curves)
 
 
-def _trains_generator(study: Study) -> bool:
-    return "generator.fixed" not in study.runs or not study.runs["generator.fixed"].astype(bool).all()
-
-
 def _estimate_of(study: Study, cell_ids: set[str]) -> str | None:
     """The estimate column a config's critics report (``w_estimate`` for WGAN losses, ``js_estimate`` for
     sigmoid discriminators, ``critic_gap`` for the others)."""
@@ -34,7 +30,7 @@ def _estimate_of(study: Study, cell_ids: set[str]) -> str | None:
 
 @FIGURES.register(
     "wgan_fig3_4_estimate_vs_quality",
-    applies=lambda study: _trains_generator(study)
+    applies=lambda study: study.trains_generator
     and bool(set(study.curve_metrics()) & set(estimate_columns()))
     and bool(study.quality_curve_metrics()),
 )
@@ -128,7 +124,7 @@ def image_grid(images: np.ndarray, ncols: int = 8) -> np.ndarray:
     return canvas.transpose(1, 2, 0)
 
 
-@FIGURES.register("wgan_figs5_7_samples", applies=lambda study: _trains_generator(study) and study.has_samples())
+@FIGURES.register("wgan_figs5_7_samples", applies=lambda study: study.trains_generator and study.has_samples())
 def wgan_figs5_7_samples(study: Study, out: Path, n_images: int = 64, n_points: int = 1000) -> Section:
     """WGAN Figs. 5-7: final samples side by side, one panel per (loss x architecture) config: an 8x8 grid
     for images, a scatter of the generated points for 2-D data."""
@@ -137,7 +133,7 @@ def wgan_figs5_7_samples(study: Study, out: Path, n_images: int = 64, n_points: 
     records = []
     for config_id in study.config_order():
         cells = study.ok[study.ok["config_id"] == config_id].sort_values("seed")
-        cell = next((r for _, r in cells.iterrows() if "samples" in study.samples(r["cell_id"])), None)
+        cell = next((r for _, r in cells.iterrows() if study.has_samples(r["cell_id"])), None)
         if cell is not None:
             records.append({"row": study.label(config_id, row_axes), "column": study.label(config_id, col_axes),
                             "config": study.labels[config_id], "cell_id": cell["cell_id"], "seed": int(cell["seed"]),
@@ -148,7 +144,7 @@ def wgan_figs5_7_samples(study: Study, out: Path, n_images: int = 64, n_points: 
                              squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.set_visible(False)
-    points = [study.samples(r["cell_id"])["samples"] for r in records]
+    points = [study.samples(r["cell_id"]) for r in records]
     is_2d = all(p.ndim == 2 and p.shape[1] == 2 for p in points)
     if is_2d:
         allp = np.concatenate([p[:n_points] for p in points])

@@ -60,7 +60,7 @@ def wgangp_fig1a_value_surfaces(study: Study, out: Path) -> Section:
         arts = study.artifacts(cell["cell_id"])
         step, (gx, gy, value) = _last(arts["critic_surface"])
         real = arts.get("critic_surface_real", {}).get(step)
-        generated = study.samples(cell["cell_id"]).get("samples")
+        generated = study.samples(cell["cell_id"])
         ax.contourf(gx, gy, value, levels=20, cmap="viridis", alpha=0.85)
         ax.contour(gx, gy, value, levels=20, colors="k", linewidths=0.3)
         if generated is not None and generated.shape[1:] == (2,):
@@ -194,8 +194,7 @@ def _panels(study: Study) -> list[tuple[str, str | None]]:
 
 @FIGURES.register(
     "wgangp_fig3_quality_vs_time",
-    applies=lambda study: bool(study.quality_curve_metrics()) and not study.ok.empty
-    and not study.runs.get("generator.fixed", pd.Series([False])).astype(bool).all(),
+    applies=lambda study: study.trains_generator and bool(study.quality_curve_metrics()) and not study.ok.empty,
 )
 def wgangp_fig3_quality_vs_time(study: Study, out: Path) -> Section:
     """WGAN-GP Fig. 3: sample quality against generator iterations (left) and against training wall-clock
