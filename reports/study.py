@@ -72,7 +72,7 @@ class Study:
 
     @cached_property
     def labels(self) -> dict[str, str]:
-        """config_id -> a short label built from the axes, e.g. ``loss=wgan, loss.clip_value=0.01``."""
+        """config_id -> a short label built from the axes, e.g. ``loss=wgan, clip_value=0.01``."""
         out = {}
         for config_id, group in self.runs.groupby("config_id", sort=False):
             out[config_id] = describe(group.iloc[0], self.axes) or "base"

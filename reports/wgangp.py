@@ -130,6 +130,8 @@ def wgangp_fig1b_gradient_norms_and_weights(study: Study, out: Path) -> Section:
     pts = _layer_norms(study)
     metric = f"{LAYER_PREFIX}00"  # every layer column aggregates as the catalogue's layer_NN entry says
     norms = summarize(pts, ["config", "layer"], value="log10_grad_norm", metric=metric)
+    zeros = (pts["value"] == 0).groupby([pts["config"], pts["layer"]]).sum().rename("zero_norms").reset_index()
+    norms = norms.merge(zeros, on=["config", "layer"])  # exactly 0 (float32 underflow): no point on a log axis
     norms["config"] = pd.Categorical(norms["config"], order)
     norms = norms.sort_values(["config", "layer"]).reset_index(drop=True)
 
@@ -168,7 +170,8 @@ def wgangp_fig1b_gradient_norms_and_weights(study: Study, out: Path) -> Section:
         title="WGAN-GP Fig. 1b: gradient norms per layer and weight histograms",
         description=(
             "Left: log10 of the norm of the critic loss's gradient with respect to each layer's weights at the "
-            "last evaluation, mean and 95% interval over seeds (of the log10 values), one line per config. The "
+            "last evaluation, mean and 95% interval over seeds (of the log10 values), one line per config; norms "
+            "that underflowed to exactly 0 have no log and are counted in `zero_norms` instead. The "
             "paper's claim: with weight clipping these norms explode (large c) or vanish (small c) geometrically "
             "through the layers of a deep critic; with a gradient penalty they stay level. Right: histogram of "
             "the critic's weights (one seed each): clipping piles the weights at the ends of [-c, c] (dashed "

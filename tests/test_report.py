@@ -213,7 +213,7 @@ def test_fig1b_layer_norms_and_weight_histograms(tmp_path):
             row = norms[(norms["config"] == label) & (norms["layer"] == layer)].iloc[0]
             values = [expected[(key, seed)][layer] for seed in range(3)]
             assert row["center"] == pytest.approx(np.mean(values))
-            assert (row["lo"], row["hi"]) == pytest.approx(t_interval(values))
+            assert (row["lo"], row["hi"]) == pytest.approx(t_interval(values)) and row["zero_norms"] == 0
     weights = s.tables["Critic weights"].set_index("config")
     assert weights.loc["loss=wgan", "share_at_clip"] == pytest.approx(0.7)
     assert weights.loc["loss=wgan", "n_weights"] == 1000  # the last step's array
