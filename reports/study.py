@@ -168,8 +168,8 @@ class Study:
         return out
 
     def has_artifact(self, name: str) -> bool:
-        """Whether any cell stored artifact ``name`` (reads only the archives' key lists)."""
-        for cell_id in self.runs["cell_id"]:
+        """Whether any ok cell stored artifact ``name`` (reads only the archives' key lists)."""
+        for cell_id in self.ok["cell_id"]:
             path = self.path / "artifacts" / f"{cell_id}.npz"
             if path.exists():
                 with np.load(path) as z:
@@ -187,8 +187,8 @@ class Study:
         return self._arrays[path]
 
     def has_samples(self, cell_id: str | None = None) -> bool:
-        """Whether ``cell_id`` (default: any cell) stored its final samples."""
-        for c in [cell_id] if cell_id else self.runs["cell_id"]:
+        """Whether ``cell_id`` (default: any ok cell) stored its final samples."""
+        for c in [cell_id] if cell_id else self.ok["cell_id"]:
             path = self.path / "samples" / f"{c}.npz"
             if path.exists():
                 with np.load(path) as z:
