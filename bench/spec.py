@@ -225,7 +225,7 @@ def _variants(spec: Spec) -> list[dict]:
 
 
 def _describe(overrides: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "base"
+    return ", ".join(f"{k}={v!r}" for k, v in overrides.items())
 
 
 def _build(base: dict, overrides: dict) -> dict:
@@ -238,6 +238,8 @@ def _build(base: dict, overrides: dict) -> dict:
     try:
         return resolve_config(raw)
     except SpecError as err:
+        if not overrides:
+            raise
         raise SpecError(err.path, f"{err.reason} (cell: {_describe(overrides)})") from None
 
 
