@@ -49,6 +49,8 @@ def resolve_device(device: str) -> str:
 def _init_worker(threads: int) -> None:
     import torch
 
+    import bench.train  # noqa: F401  (imported once per worker, not on a cell's clock)
+
     torch.set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C means
 

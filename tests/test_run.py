@@ -44,7 +44,7 @@ def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(tmp_path, run_cli):
 def test_a_cell_past_its_timeout_is_stopped_and_recorded(tmp_path, run_cli):
     slow = tiny_base(train={"generator_iters": 100000, "batch_size": 32}, eval={"every": 100000, "n_samples": 100})
     spec = write_spec(tmp_path, base=slow, include=[{"train": {"generator_iters": 10, "batch_size": 32}}])
-    out = run_cli("run", spec, "--workers", "2", "--cell-timeout", "8", "--quiet")
+    out = run_cli("run", spec, "--workers", "2", "--cell-timeout", "20", "--quiet")
     assert out.returncode == 1
     runs = store.load(tmp_path / "results/e2e")["runs"].set_index("train.generator_iters")
     assert runs.loc[100000, "status"] == "timeout" and runs.loc[10, "status"] == "ok"
