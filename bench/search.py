@@ -228,6 +228,8 @@ def parse(spec: Spec) -> Search:
     search.space = _parse_space(raw.get("space"))
     _check_objective(search.objective)
     search.enqueue = [_check_enqueued(i, trial, search.space) for i, trial in enumerate(search.enqueue)]
+    if len(search.enqueue) > search.n_trials:
+        raise SpecError("search.enqueue", f"{len(search.enqueue)} trials queued, more than n_trials ({search.n_trials})")
     if search.sampler.name == "grid":
         for path, param in search.space.items():
             if isinstance(param, FloatParam) and param.step is None:
@@ -308,18 +310,22 @@ def probe_configs(spec: Spec, search: Search) -> list[dict]:
     """Configs at every bound and every choice of each parameter, the others at their first probe value:
     an unknown path, a value a component rejects or an incompatible choice fails here, before any trial."""
     first = {path: param.probes()[0] for path, param in search.space.items()}
-    configs = []
+
+    def attempt(values: dict[str, Any], varied: str | None = None) -> dict:
+        try:
+            return trial_config(spec, values)
+        except SpecError as err:  # blame the parameter the error is about, else the one being varied
+            culprit = next((p for p in search.space if err.path == p or err.path.startswith(p + ".")
+                            or p.startswith(err.path + ".")), varied)
+            if culprit is None:  # the base itself is invalid
+                raise
+            beside = f" with {varied}={values[varied]!r}" if varied and culprit != varied else ""
+            raise SpecError(f"search.space.{culprit}",
+                            f"{values[culprit]!r} gives an invalid config{beside}: {err}") from None
+
+    configs = [attempt(first)]
     for path, param in search.space.items():
-        for value in param.probes():
-            values = {**first, path: value}
-            try:
-                configs.append(trial_config(spec, values))
-            except SpecError as err:  # blame the parameter the error is about, else the one being varied
-                culprit = next((p for p in search.space if err.path == p or err.path.startswith(p + ".")
-                                or p.startswith(err.path + ".")), path)
-                beside = f" with {path}={value!r}" if culprit != path else ""
-                raise SpecError(f"search.space.{culprit}",
-                                f"{values[culprit]!r} gives an invalid config{beside}: {err}") from None
+        configs += [attempt({**first, path: value}, path) for value in param.probes()[1:]]
     for i, trial in enumerate(search.enqueue):
         try:
             configs.append(trial_config(spec, {**first, **trial}))

@@ -11,9 +11,9 @@ trained again (its row keeps the number of the trial that trained it).
 
 Trial states: COMPLETE; PRUNED (cells stored with status ``pruned``); FAIL for a cell that failed or
 diverged (stored with that status; the ``error`` user attribute says why), an invalid config, or a process
-that died (see below). ``n_trials`` counts the trials that complete, are pruned, are running or are queued,
-so several processes stop together, and failed trials (a divergence is information, not a budget) do not
-use it up; the search also stops after ``n_trials`` failures.
+that died (see below). ``n_trials`` counts the trials that complete, are pruned or are running (so several
+processes stop together); failed trials do not use it up (a killed trial's re-queued copy takes its place),
+but the search also stops after ``n_trials`` failures. Queued trials (``search.enqueue``, retries) run first.
 
 Storage: ``--storage`` takes any Optuna RDB URL (``sqlite:///...``, ``postgresql://...``) or
 ``journal:PATH`` (Optuna's journal file storage, e.g. on NFS); the default is
@@ -43,6 +43,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.study import MaxTrialsCallback
@@ -55,9 +56,8 @@ from bench.metrics import column
 from bench.search import CategoricalParam, FloatParam, IntParam, Search, fingerprint, load, trial_config
 from bench.spec import Cell, Spec, SpecError
 
-COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # what n_trials counts
 RETRIES = 2  # times a trial whose process died is re-queued
-warnings.filterwarnings("ignore", category=ExperimentalWarning)  # heartbeat, matplotlib plots
 
 
 class TrialFailed(Exception):
@@ -90,10 +90,12 @@ def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are "experimental" since Optuna 2.9
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
+        )
 
 
 def suggest(trial: optuna.Trial, search: Search) -> dict[str, Any]:
@@ -118,14 +120,16 @@ def optuna_params(search: Search, values: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- objective
 
 
-def _quality(final: dict[str, Any]) -> dict[str, float]:
+def _quality(final: dict[str, Any], metric: str) -> dict[str, float]:
+    """The objective and the quality metrics (catalogue columns with a direction) among a cell's values."""
     out = {}
     for name, value in final.items():
         try:
-            if column(name).higher_is_better is not None and value is not None:
-                out[name] = float(value)
+            keep = name == metric or column(name).higher_is_better is not None
         except KeyError:
             continue
+        if keep and value is not None:
+            out[name] = float(value)
     return out
 
 
@@ -172,7 +176,7 @@ class Objective:
                 trial.report(float(value), offset + int(step))
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"seed {cell.seed} at generator step {step} (stored cell)")
-            status, final, error, diverged_at = row["status"], _quality(row), row["error"], row["diverged_at"]
+            status, final, error, diverged_at = row["status"], _quality(row, metric), row["error"], row["diverged_at"]
         else:
             def on_eval(step: int, values: dict[str, float]) -> bool:
                 if metric not in values:
@@ -183,7 +187,7 @@ class Objective:
             result = self.run_cell(cell, self.device, store.checkpoint_path(self.study_dir, cell.cell_id), on_eval)
             store.write_cell(self.study_dir, cell, result, self.prov,
                              extra={"trial": trial.number, "optuna_study": self.study_name})
-            status, final, error, diverged_at = result.status, _quality(result.final), result.error, result.diverged_at
+            status, final, error, diverged_at = result.status, _quality(result.final, metric), result.error, result.diverged_at
         if status == "pruned":
             raise optuna.TrialPruned(f"seed {cell.seed} pruned")
         if status == "diverged":
@@ -241,6 +245,14 @@ def _counts(study: optuna.Study) -> tuple[int, int]:
     return sum(t.state in COUNTED for t in trials), sum(t.state == TrialState.FAIL for t in trials)
 
 
+def sampler_seed(seed: int | None, offset: int, n_existing: int) -> int | None:
+    """The sampler seed of one process: from the spec's seed, the process's offset and the trials the study
+    already has, so that a rerun does not propose the first trials' values again, nor two workers the same."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([seed, offset, n_existing]).generate_state(1)[0])
+
+
 def work(spec_path: str, storage_url: str, study_name: str, study_dir: str, n_trials: int, seed_offset: int,
          heartbeat: int, device: str, threads: int | None, log_level: int) -> None:
     """One worker process: run trials until the study has ``n_trials`` (or as many failures)."""
@@ -250,11 +262,13 @@ def work(spec_path: str, storage_url: str, study_name: str, study_dir: str, n_tr
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(log_level)
     spec, search = load(spec_path)
-    seed = None if search.sampler.seed is None else search.sampler.seed + seed_offset
     first = trial_config(spec, {p: param.probes()[0] for p, param in search.space.items()})
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url, heartbeat),
-                              sampler=make_sampler(search, seed), pruner=make_pruner(search, first["eval"]["every"]))
-    optuna.storages.fail_stale_trials(study)  # a trial left RUNNING by a killed process is re-queued
+                              pruner=make_pruner(search, first["eval"]["every"]))
+    study.sampler = make_sampler(search, sampler_seed(search.sampler.seed, seed_offset, len(study.trials)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # a trial left RUNNING by a killed process is re-queued
     counted, failed = _counts(study)
     if counted >= n_trials or failed >= n_trials:
         return
@@ -293,7 +307,6 @@ def save_figures(study: optuna.Study, out_dir: Path) -> dict[str, str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     from optuna.visualization import matplotlib as vis
 
     plots = {"history": vis.plot_optimization_history, "intermediate_values": vis.plot_intermediate_values,
@@ -303,7 +316,9 @@ def save_figures(study: optuna.Study, out_dir: Path) -> dict[str, str]:
     saved = {}
     for name, plot in plots.items():
         try:
-            axes = plot(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                axes = plot(study)
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
             saved[name] = f"skipped: {err}"
             continue
@@ -362,8 +377,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", help="cells go to RESULTS_DIR/<name>/ (default: results)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed-offset", type=int, default=0,
-                   help="added to the sampler seed (worker k adds k too): give each bench.tune sharing a study "
-                        "its own, or their samplers propose the same values")
+                   help="mixed into the sampler seed (worker k of --workers adds k): give each bench.tune started "
+                        "on the same study its own, or their samplers may propose the same values")
     p.add_argument("--heartbeat", type=int, default=30,
                    help="seconds between heartbeats of a running trial (RDB storages); a trial silent for twice "
                         "that is failed and re-queued (default: 30)")

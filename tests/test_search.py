@@ -139,3 +139,8 @@ def test_fingerprint_ignores_the_trial_budget_only(tmp_path):
     _, more = load(tmp_path, lambda d: d["search"].update(n_trials=50))
     _, other = load(tmp_path, lambda d: d["search"]["space"]["train.n_critic"].update(high=5))
     assert search.fingerprint(spec, s) == search.fingerprint(spec, more) != search.fingerprint(spec, other)
+
+
+def test_an_invalid_base_is_reported_as_such(tmp_path):
+    message = error(tmp_path, lambda d: d["base"]["dataset"].update(name="50gaussians"))
+    assert message.endswith("search.yaml: dataset.name: unknown dataset '50gaussians' (known: 25gaussians, 8gaussians, swissroll)")
