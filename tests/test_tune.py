@@ -140,6 +140,27 @@ def test_failed_trials_are_recorded_and_bounded(tmp_path, monkeypatch):
     assert set(runs["status"]) == {"failed"} and runs["error"].str.contains("RuntimeError: boom").all()
 
 
+@pytest.mark.parametrize("name, cls", [("tpe", optuna.samplers.TPESampler), ("random", optuna.samplers.RandomSampler),
+                                       ("cmaes", optuna.samplers.CmaEsSampler), ("grid", optuna.samplers.GridSampler)])
+def test_samplers_and_pruners_are_optunas(tmp_path, name, cls):
+    search = {"objective": {"metric": "w1_exact"}, "n_trials": 1, "sampler": {"name": name, "seed": 3},
+              "space": {"train.n_critic": {"type": "int", "low": 1, "high": 3}}}
+    spec, s = tune.load(write_spec(tmp_path, search))
+    assert isinstance(tune.make_sampler(s, 3), cls)
+    for pruner, pruner_cls in [("median", optuna.pruners.MedianPruner), ("hyperband", optuna.pruners.HyperbandPruner),
+                               ("none", optuna.pruners.NopPruner)]:
+        s.pruner = s.pruner.model_validate({"name": pruner})
+        assert isinstance(tune.make_pruner(s, 10), pruner_cls)
+
+
+def test_grid_search_ends_when_the_grid_is_exhausted(tmp_path):
+    search = {"objective": {"metric": "w1_exact"}, "n_trials": 5, "sampler": {"name": "grid"}, "pruner": {"name": "none"},
+              "space": {"optimizer.lr": {"type": "categorical", "choices": [1e-3, 3e-3]}}}
+    assert tune_main(write_spec(tmp_path, search), tmp_path) == 0
+    trials = study_of(tmp_path).get_trials()
+    assert sorted(t.params["optimizer.lr"] for t in trials) == [1e-3, 3e-3]
+
+
 def test_journal_storage(tmp_path):
     search = {"objective": {"metric": "modes_captured"}, "n_trials": 1, "space": {"optimizer.lr": LR}}
     spec = write_spec(tmp_path, search)
