@@ -37,6 +37,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import warnings
 from contextlib import nullcontext
@@ -254,8 +255,9 @@ def sampler_seed(seed: int | None, offset: int, n_existing: int) -> int | None:
 
 
 def work(spec_path: str, storage_url: str, study_name: str, study_dir: str, n_trials: int, seed_offset: int,
-         heartbeat: int, device: str, threads: int | None, log_level: int) -> None:
-    """One worker process: run trials until the study has ``n_trials`` (or as many failures)."""
+         heartbeat: int, device: str, threads: int | None, log_level: int) -> bool:
+    """One worker process: run trials until the study has ``n_trials`` (or as many failures). The first
+    Ctrl-C stops it after the running trial (``study.stop()``); returns whether that happened."""
     if threads:
         import torch
 
@@ -271,13 +273,36 @@ def work(spec_path: str, storage_url: str, study_name: str, study_dir: str, n_tr
         optuna.storages.fail_stale_trials(study)  # a trial left RUNNING by a killed process is re-queued
     counted, failed = _counts(study)
     if counted >= n_trials or failed >= n_trials:
-        return
-    study.optimize(
-        Objective(spec, search, Path(study_dir), study_name, device),
-        catch=(TrialFailed,),
-        callbacks=[MaxTrialsCallback(n_trials, states=COUNTED), MaxTrialsCallback(n_trials, states=(TrialState.FAIL,))],
-        gc_after_trial=True,
-    )
+        return False
+    stopped = False
+
+    def stop_after_trial(signum, frame):
+        nonlocal stopped
+        stopped = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts the running trial
+        print("stopping after the running trial (Ctrl-C again aborts it; it is then recorded as failed)",
+              file=sys.stderr)
+        study.stop()
+
+    previous = signal.signal(signal.SIGINT, stop_after_trial)
+    try:
+        study.optimize(
+            Objective(spec, search, Path(study_dir), study_name, device),
+            catch=(TrialFailed,),
+            callbacks=[MaxTrialsCallback(n_trials, states=COUNTED),
+                       MaxTrialsCallback(n_trials, states=(TrialState.FAIL,))],
+            gc_after_trial=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return stopped
+
+
+def _worker(*args) -> None:
+    """``work`` in a process of its own group: a terminal's Ctrl-C reaches the parent only, which passes
+    each one on exactly once."""
+    os.setpgrp()
+    work(*args)
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -431,23 +456,25 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = crashed = False
     if args.workers == 1:
         try:
-            work(*job, args.seed_offset, args.heartbeat, args.device, None, log_level)
+            interrupted = work(*job, args.seed_offset, args.heartbeat, args.device, None, log_level)
         except KeyboardInterrupt:
             interrupted = True
     else:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=work, args=(*job, args.seed_offset + k, args.heartbeat, args.device, threads,
-                                                log_level)) for k in range(args.workers)]
+        procs = [ctx.Process(target=_worker, args=(*job, args.seed_offset + k, args.heartbeat, args.device,
+                                                   threads, log_level)) for k in range(args.workers)]
         for proc in procs:
             proc.start()
-        try:
-            for proc in procs:
-                proc.join()
-        except KeyboardInterrupt:  # the workers got the same SIGINT: each marks its trial failed and exits
-            interrupted = True
-            for proc in procs:
-                proc.join()
-        crashed = any(proc.exitcode not in (0, None) for proc in procs) and not interrupted
+        while any(proc.is_alive() for proc in procs):
+            try:
+                for proc in procs:
+                    proc.join()
+            except KeyboardInterrupt:  # pass each Ctrl-C on: the first stops the workers after their trials
+                interrupted = True
+                for proc in procs:
+                    if proc.is_alive():
+                        os.kill(proc.pid, signal.SIGINT)
+        crashed = any(proc.exitcode != 0 for proc in procs) and not interrupted
 
     store.write_merged(study_dir)
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url, args.heartbeat))

@@ -205,25 +205,39 @@ def test_two_processes_share_one_study(tmp_path):
     assert sorted(runs["trial"]) == [t.number for t in trials]  # every trial stored once, none lost
 
 
-@pytest.mark.slow
-def test_a_killed_search_resumes(tmp_path):
-    search = {"objective": {"metric": "hq_fraction"}, "n_trials": 2, "sampler": {"name": "random", "seed": 0},
+def interrupt_first_trial(tmp_path: Path, n_trials: int, sig: int, *args: str) -> tuple[subprocess.Popen, optuna.trial.FrozenTrial]:
+    """Start a search of slow trials, send ``sig`` once its first trial has reported; the process and that trial."""
+    search = {"objective": {"metric": "hq_fraction"}, "n_trials": n_trials, "sampler": {"name": "random", "seed": 0},
               "pruner": {"name": "none"}, "space": {"optimizer.lr": LR}}
     spec = write_spec(tmp_path, search, train={**TINY["train"], "generator_iters": 400},
                       eval={**TINY["eval"], "every": 20, "metrics": ["modes"]})
-    proc = launch(spec, tmp_path, "--heartbeat", "1")
+    proc = launch(spec, tmp_path, *args)
     deadline = time.monotonic() + 120
     running = []
-    while not running and proc.poll() is None and time.monotonic() < deadline:  # kill it in its first trial
+    while not running and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
         try:
             running = [t for t in study_of(tmp_path).get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
         except Exception:  # no database or study yet
             running = []
-    proc.send_signal(signal.SIGKILL)
-    output = proc.communicate()[0]
+    proc.send_signal(sig)
+    output = proc.communicate(timeout=120)[0]
     assert running, f"the search never started a trial: {output}"
-    killed = running[0]
+    return proc, running[0]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_after_the_running_trial(tmp_path):
+    proc, running = interrupt_first_trial(tmp_path, 5, signal.SIGINT)
+    assert proc.returncode == 1
+    trials = study_of(tmp_path).get_trials()
+    assert len(trials) == running.number + 1 and trials[-1].state == TrialState.COMPLETE  # finished, none started
+
+
+@pytest.mark.slow
+def test_a_killed_search_resumes(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    proc, killed = interrupt_first_trial(tmp_path, 2, signal.SIGKILL, "--heartbeat", "1")
     assert study_of(tmp_path).get_trials()[killed.number].state == TrialState.RUNNING
 
     time.sleep(2.5)  # past the grace period (2 heartbeats): the trial is stale
