@@ -42,7 +42,7 @@ import sys
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import optuna
@@ -162,7 +162,7 @@ class Objective:
             trial.set_user_attr(name, value)
         return means[self.search.objective.metric]
 
-    def _fail(self, trial: optuna.Trial, reason: str):
+    def _fail(self, trial: optuna.Trial, reason: str) -> NoReturn:
         trial.set_user_attr("error", reason)
         raise TrialFailed(reason)
 

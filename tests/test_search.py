@@ -50,14 +50,14 @@ def error(tmp_path, edit) -> str:
 
 
 def test_valid_spec_fills_direction_from_catalogue(tmp_path):
-    spec, s = load(tmp_path)
+    _, s = load(tmp_path)
     assert s.direction == "maximize"  # modes_captured: higher is better
     assert s.sampler.name == "tpe" and s.sampler.seed == 0 and s.pruner.name == "median"
     assert list(s.space) == ["loss.clip_value", "train.n_critic", "optimizer.name"]
 
 
 def test_trial_config_sets_dotted_values_then_resolves(tmp_path):
-    spec, s = load(tmp_path)
+    spec, _ = load(tmp_path)
     config = search.trial_config(spec, {"loss.clip_value": 0.05, "train.n_critic": 3, "optimizer.name": "adam"})
     assert config["loss"] == {"name": "wgan", "clip_value": 0.05, "clip_when": "after"}
     assert config["train"]["n_critic"] == 3 and config["train"]["batch_size"] == 256  # toy preset
@@ -107,8 +107,8 @@ def test_non_scalar_choices_round_trip_through_labels(tmp_path):
         (lambda d: d["search"]["space"]["loss.clip_value"].update(log=False, low=-0.1),
          "search.space.loss.clip_value: -0.1 gives an invalid config: loss.clip_value: Input should be greater than 0"),
         (lambda d: d["search"]["space"].update({"loss.name": {"type": "categorical", "choices": ["wgan", "wgan-gp"]}}),
-         "search.space.loss.clip_value: 0.001 gives an invalid config with loss.name='wgan-gp': loss.clip_value: not an "
-         "option of loss 'wgan-gp'"),
+         ("search.space.loss.clip_value: 0.001 gives an invalid config with loss.name='wgan-gp': loss.clip_value: "
+          "not an option of loss 'wgan-gp'")),
         (lambda d: d["search"]["space"].update({"loss": {"type": "categorical", "choices": [{"name": "hinge"}]}}),
          "search.space.loss.clip_value: overlaps search.space.loss"),
         (lambda d: d["search"].update(sampler={"name": "grid"}),

@@ -145,7 +145,7 @@ def test_failed_trials_are_recorded_and_bounded(tmp_path, monkeypatch):
 def test_samplers_and_pruners_are_optunas(tmp_path, name, cls):
     search = {"objective": {"metric": "w1_exact"}, "n_trials": 1, "sampler": {"name": name, "seed": 3},
               "space": {"train.n_critic": {"type": "int", "low": 1, "high": 3}}}
-    spec, s = tune.load(write_spec(tmp_path, search))
+    _, s = tune.load(write_spec(tmp_path, search))
     assert isinstance(tune.make_sampler(s, 3), cls)
     for pruner, pruner_cls in [("median", optuna.pruners.MedianPruner), ("hyperband", optuna.pruners.HyperbandPruner),
                                ("none", optuna.pruners.NopPruner)]:
@@ -237,7 +237,7 @@ def test_ctrl_c_stops_after_the_running_trial(tmp_path):
 @pytest.mark.slow
 def test_a_killed_search_resumes(tmp_path):
     spec = tmp_path / "tiny.yaml"
-    proc, killed = interrupt_first_trial(tmp_path, 2, signal.SIGKILL, "--heartbeat", "1")
+    _, killed = interrupt_first_trial(tmp_path, 2, signal.SIGKILL, "--heartbeat", "1")
     assert study_of(tmp_path).get_trials()[killed.number].state == TrialState.RUNNING
 
     time.sleep(2.5)  # past the grace period (2 heartbeats): the trial is stale
