@@ -179,7 +179,8 @@ _STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
 class Spec(BaseModel):
-    """An ablation: a base config, a matrix of dotted-path alternatives, seeds, excludes and includes."""
+    """An ablation: a base config, a matrix of dotted-path alternatives, seeds, excludes and includes; or
+    a search (``bench.search``): the same base and seeds with a ``search`` block."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -190,6 +191,7 @@ class Spec(BaseModel):
     matrix: dict[str, list[Any]] | None = None
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     include: list[dict[str, Any]] = Field(default_factory=list)
+    search: dict[str, Any] | None = Field(None, description="Optuna search of bench.tune (validated by bench.search)")
 
 
 @dataclass(frozen=True)
