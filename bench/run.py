@@ -47,10 +47,15 @@ def cells_table(cells: list[Cell], done: set[str]) -> Table:
     return table
 
 
+def fail(message: str) -> int:
+    """Bad input: one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
-    err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     try:
         if args.workers is not None and args.workers < 1:
             raise SpecError("--workers", "must be >= 1")
@@ -58,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SpecError("--cell-timeout", "must be > 0")
         spec, cells = load(args.spec)
     except SpecError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
-        return 2
+        return fail(str(e))
 
     from bench import store
 
@@ -73,12 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             raise PermissionError(f"{study_dir}: results directory is not writable")
         (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
     except OSError as e:
-        err.print(f"error: {args.results_dir}: cannot write results ({e})", markup=False, highlight=False)
-        return 2
+        return fail(f"{args.results_dir}: cannot write results ({e})")
 
     if args.executor == "ray":
-        err.print("error: --executor: the ray executor is not available yet", markup=False, highlight=False)
-        return 2
+        return fail("--executor: the ray executor is not available yet")
     from bench.scheduler import run_local
 
     report = run_local(cells, study_dir, workers=args.workers, cell_timeout=args.cell_timeout,
@@ -92,11 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     if report.skipped:
         console.print(f"resumed: {len(report.skipped)} cells already stored were skipped")
     if report.interrupted:
-        err.print(f"interrupted: {len(report.ran)} finished cells are stored; run again to resume")
+        print(f"interrupted: {len(report.ran)} finished cells are stored; run again to resume", file=sys.stderr)
         return 1
     bad = [cid for cid, s in report.statuses.items() if s in ("failed", "timeout")]
     if bad:
-        err.print(f"{len(bad)} cells failed or timed out; see the 'error' column of {study_dir / 'runs.parquet'}")
+        print(f"{len(bad)} cells failed or timed out; see the 'error' column of {study_dir / 'runs.parquet'}", file=sys.stderr)
         return 1
     return 0
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from synthetic_study import make_cell, store_cell
 
 from bench import regress as regress_cli
 from bench import store
 from reports.regression import compare, load_runs
+from tests.synthetic_study import make_cell, store_cell
 
 MODES = {"nonsaturating": [14.0, 16.0, 15.0], "wgan-gp": [21.0, 22.0, 23.0]}
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
-from synthetic_study import make_cell, store_cell, write_spec
 
 from bench import report as report_cli
 from reports import FIGURES, Study, build
 from reports.wgan import image_grid
+from tests.synthetic_study import make_cell, store_cell, write_spec
 
 ITERS = list(range(100, 1001, 100))
 LOSSES = {"wgan": {"name": "wgan", "clip_value": 0.1}, "wgan-gp": {"name": "wgan-gp"},
