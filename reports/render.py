@@ -23,6 +23,7 @@ def table(df: pd.DataFrame) -> str:
     for c in df.columns:
         if df[c].map(lambda v: isinstance(v, (list, tuple))).any():
             df[c] = df[c].map(lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+    df = df.astype(object).where(df.notna(), None)  # NaN prints as missing
     return df.to_markdown(index=False, floatfmt=".4g", missingval="-")
 
 
