@@ -17,6 +17,7 @@ from rich.table import Table
 from bench.spec import Cell, SpecError, load
 
 EXECUTORS = ["local", "ray"]
+CELL_LIMIT = 1000  # more cells than this need --yes
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,11 +26,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", help="studies go to RESULTS_DIR/<name>/ (default: results)")
     p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: one per core)")
     p.add_argument("--executor", choices=EXECUTORS, default="local")
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster address, e.g. HEAD:6379 (with --executor ray; default: a local Ray instance)")
+    p.add_argument("--retries", type=int, default=2, help="times a cell whose worker died is retried (default: 2)")
     p.add_argument("--cell-timeout", type=float, default=None, help="seconds before a cell is stopped as 'timeout'")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--dry-run", action="store_true", help="print the cells and exit")
-    p.add_argument("--yes", action="store_true", help="run very large matrices without asking")
+    p.add_argument("--yes", action="store_true", help=f"run matrices of more than {CELL_LIMIT} cells")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -51,14 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+    def error(message: str) -> None:
+        err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
     try:
         if args.workers is not None and args.workers < 1:
             raise SpecError("--workers", "must be >= 1")
         if args.cell_timeout is not None and args.cell_timeout <= 0:
             raise SpecError("--cell-timeout", "must be > 0")
+        if args.retries < 0:
+            raise SpecError("--retries", "must be >= 0")
+        if args.ray_address is not None and args.executor != "ray":
+            raise SpecError("--ray-address", "needs --executor ray")
         spec, cells = load(args.spec)
+        if len(cells) > CELL_LIMIT and not args.yes:
+            raise SpecError("", f"{len(cells)} cells (more than {CELL_LIMIT}); pass --yes to run them", args.spec)
     except SpecError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
+        error(str(e))
         return 2
 
     from bench import store
@@ -67,23 +80,54 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         console.print(cells_table(cells, store.done_cells(study_dir)))
         return 0
+
+    def waiting(holder: str) -> None:
+        err.print(f"{study_dir} is being run by {holder}; waiting for it to finish (Ctrl-C to stop)",
+                  markup=False, highlight=False, soft_wrap=True)
+
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(study_dir, os.W_OK):
             raise PermissionError(f"{study_dir}: results directory is not writable")
-        (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
+        with store.study_lock(study_dir, on_wait=waiting):  # one run of a study at a time
+            return _run_locked(args, spec, cells, study_dir, console, err, error)
     except OSError as e:
-        err.print(f"error: {args.results_dir}: cannot write results ({e})", markup=False, highlight=False)
+        error(f"{args.results_dir}: cannot write results ({e})")
         return 2
+    except KeyboardInterrupt:
+        err.print("interrupted; finished cells are stored, run again to resume")
+        return 1
 
-    if args.executor == "ray":
-        err.print("error: --executor: the ray executor is not available yet", markup=False, highlight=False)
+
+def _run_locked(args, spec, cells, study_dir, console, err, error) -> int:
+    """The run proper, while this process holds the study's lock."""
+    from bench import store
+    from bench.scheduler import ExecutorError, run_local, run_ray
+
+    store.remove_stale_temp_files(study_dir)
+    (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
+    for problem in store.scan(study_dir)[1]:
+        err.print(f"warning: {problem}; that cell will be trained again", markup=False, highlight=False,
+                  soft_wrap=True)
+    options = dict(workers=args.workers, cell_timeout=args.cell_timeout, device=args.device,
+                   progress=not args.quiet, retries=args.retries)
+    try:
+        if args.executor == "ray":
+            report = run_ray(cells, study_dir, address=args.ray_address, **options)
+        else:
+            report = run_local(cells, study_dir, **options)
+    except ExecutorError as e:
+        error(str(e))
         return 2
-    from bench.scheduler import run_local
-
-    report = run_local(cells, study_dir, workers=args.workers, cell_timeout=args.cell_timeout,
-                       device=args.device, progress=not args.quiet)
-    tables = store.write_merged(study_dir)
+    if report.store_error:
+        error(f"{report.store_error}; everything stored before is intact ({len(report.ran)} cells of this run), "
+              "run again to resume once results can be written")
+        return 1
+    try:
+        tables = store.write_merged(study_dir)
+    except OSError as e:
+        error(f"cannot write the merged tables of {study_dir} ({e}); the cell files are intact")
+        return 1
     from bench.summary import print_summary
 
     runs = tables["runs"]
