@@ -136,7 +136,8 @@ def run_local(
         return report
     device = resolve_device(device)
     workers = workers or default_workers(len(todo))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    # torch threads per worker: OMP_NUM_THREADS where set (a shared machine), else the cores split evenly
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, (os.cpu_count() or 1) // workers)
     prov = store.provenance()
 
     previous = signal.signal(signal.SIGTERM, _raise_terminate)

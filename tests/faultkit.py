@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
@@ -19,7 +20,7 @@ TIMING_COLUMNS = ["started_at", "wall_s", "train_s", "resumed_from", "host", "gi
 
 
 def tiny_spec(name: str, *, iters: int = 40, checkpoint_every: int = 0, seeds=(0,), matrix=None,
-              n_critic: int = 1, metrics=None) -> dict:
+              n_critic: int = 1, eval_every: int = 10, metrics=None) -> dict:
     """A toy spec small enough for tests: 16-unit MLPs, a few dozen generator steps."""
     spec = {
         "name": name,
@@ -31,7 +32,7 @@ def tiny_spec(name: str, *, iters: int = 40, checkpoint_every: int = 0, seeds=(0
             "loss": {"name": "wgan-gp"},
             "train": {"generator_iters": iters, "n_critic": n_critic, "batch_size": 64,
                       "checkpoint_every": checkpoint_every},
-            "eval": {"every": 10, "n_samples": 300, "w1_samples": 100, "snapshot_samples": 8},
+            "eval": {"every": eval_every, "n_samples": 300, "w1_samples": 100, "snapshot_samples": 8},
         },
         "seeds": list(seeds),
     }
@@ -50,7 +51,8 @@ def write_spec(path: Path, spec: dict) -> Path:
 def env(plugin: bool = False) -> dict:
     """Environment of a child Python process: this checkout first (and the test components if asked)."""
     paths = ([str(PLUGIN_DIR)] if plugin else []) + [str(REPO)]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    return {**os.environ, "OMP_NUM_THREADS": "1",  # tiny models: more threads only contend for the cores
+            "PYTHONPATH": os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
 
 
 def bench_run(*args: str, plugin: bool = False, **popen) -> subprocess.Popen:
@@ -122,3 +124,23 @@ def assert_each_cell_once(study_dir: Path, cell_ids) -> None:
     assert sorted(runs["cell_id"]) == sorted(cell_ids)
     loaded = store.load(study_dir)["runs"]
     assert sorted(loaded["cell_id"]) == sorted(cell_ids)
+
+
+def curves_frame(curves) -> pd.DataFrame:
+    """``RunResult.curves`` (or a stored curves table) as (generator_iter, metric, value), clock left out."""
+    if isinstance(curves, pd.DataFrame):
+        return curves[["generator_iter", "metric", "value"]].reset_index(drop=True)
+    return pd.DataFrame([(i, k, v) for i, _, k, v in curves], columns=["generator_iter", "metric", "value"])
+
+
+def store_in_process(study_dir: Path, cells) -> None:
+    """Train ``cells`` in this process and store them as a run would (a quicker way to an earlier result)."""
+    from bench import store
+    from bench.train import Hooks, train
+
+    prov = store.provenance()
+    for cell in cells:
+        hooks = Hooks(checkpoint_path=store.checkpoint_path(study_dir, cell.cell_id)
+                      if cell.config["train"]["checkpoint_every"] else None)
+        store.write_cell(study_dir, cell, train(cell.config, cell.seed, hooks), prov)
+    store.write_merged(study_dir)
