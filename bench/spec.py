@@ -344,7 +344,8 @@ def read_yaml(path: str | Path) -> Any:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = ", ".join(filter(None, [getattr(err, "context", None), getattr(err, "problem", None)]))
+        problem = problem or str(err).splitlines()[0]
         raise SpecError("", f"invalid YAML: {where}{problem}", str(path)) from None
     except RecursionError:
         raise SpecError("", "invalid YAML: nested too deeply", str(path)) from None
