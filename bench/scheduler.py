@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 import traceback
@@ -197,6 +198,17 @@ def _ray_cell(cell: Cell, device: str, checkpoint: Path, threads: int) -> RunRes
     return run_cell(cell, device, checkpoint)
 
 
+def _check_reachable(address: str) -> None:
+    """Fail fast on a wrong address (Ray itself keeps retrying an unreachable one for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as err:
+        raise ExecutorError(f"--ray-address {address}: no Ray cluster reachable there ({err.strerror or err})") from None
+
+
 def run_ray(
     cells: list[Cell],
     study_dir: Path,
@@ -228,6 +240,8 @@ def run_ray(
     todo = _split(cells, study_dir, report)
     if not todo:
         return report
+    if address:
+        _check_reachable(address)
     started_here = not ray.is_initialized()
     if started_here:
         try:
@@ -246,8 +260,7 @@ def run_ray(
         if resources.get(slot, 0) < 1:
             raise ExecutorError(f"--device {device}: the Ray cluster has no {slot} ({resources})")
         slots = workers or int(resources[slot])
-        task_fn = ray.remote(_ray_cell).options(num_cpus=1, num_gpus=gpus, max_retries=retries,
-                                                retry_exceptions=False, name="bench-cell")
+        remote_cell = ray.remote(_ray_cell)
         prov = store.provenance()
         queue = deque(todo)
         with _progress(progress) as bar:
@@ -255,7 +268,10 @@ def run_ray(
             while queue or pending:
                 while queue and len(pending) < slots:
                     cell = queue.popleft()
-                    ref = task_fn.remote(cell, device, store.checkpoint_path(study_dir, cell.cell_id), 1)
+                    ref = remote_cell.options(  # named in Ray task listings and process titles
+                        name=f"bench-cell-{cell.cell_id}", num_cpus=1, num_gpus=gpus, max_retries=retries,
+                        retry_exceptions=False,
+                    ).remote(cell, device, store.checkpoint_path(study_dir, cell.cell_id), 1)
                     pending[ref] = (cell, time.monotonic() + cell_timeout if cell_timeout else None)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 finished = []
