@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SpecError("--retries", "must be >= 0")
         if args.ray_address is not None and args.executor != "ray":
             raise SpecError("--ray-address", "needs --executor ray")
+        if args.executor == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise SpecError("--executor", "ray is not installed (pip install 'ganbench[ray]')") from None
         spec, cells = load(args.spec)
         if len(cells) > CELL_LIMIT and not args.yes:
             raise SpecError("", f"{len(cells)} cells (more than {CELL_LIMIT}); pass --yes to run them", args.spec)

@@ -43,7 +43,7 @@ class RunReport:
 
 
 class ExecutorError(Exception):
-    """The executor cannot start (Ray missing or unreachable, no GPU in the cluster): nothing ran."""
+    """The executor cannot start (Ray cluster unreachable, no GPU in it): nothing ran."""
 
 
 class _StoreFailed(Exception):
@@ -190,11 +190,14 @@ def _raise_terminate(signum, frame):
     raise _Terminate()
 
 
-def _ray_cell(cell: Cell, device: str, checkpoint: Path, threads: int) -> RunResult:
-    """The body of one Ray task."""
+RAY_CPUS_PER_CELL = 1
+
+
+def _ray_cell(cell: Cell, device: str, checkpoint: Path) -> RunResult:
+    """The body of one Ray task: as many torch threads as the task has CPUs."""
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(RAY_CPUS_PER_CELL)
     return run_cell(cell, device, checkpoint)
 
 
@@ -206,7 +209,8 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=10).close()
     except OSError as err:
-        raise ExecutorError(f"--ray-address {address}: no Ray cluster reachable there ({err.strerror or err})") from None
+        reason = err.strerror or err
+        raise ExecutorError(f"--ray-address {address}: no Ray cluster reachable there ({reason})") from None
 
 
 def run_ray(
@@ -229,10 +233,7 @@ def run_ray(
     is cancelled (its worker killed) and stored as ``timeout``. A worker that dies is retried ``retries``
     times by Ray; with a shared file system the retry resumes from the cell's checkpoint.
     """
-    try:
-        import ray
-    except ImportError:
-        raise ExecutorError("--executor ray: ray is not installed (pip install 'ganbench[ray]')") from None
+    import ray
     import ray.exceptions
 
     study_dir = Path(study_dir).resolve()  # workers, maybe on other machines, get absolute checkpoint paths
@@ -269,9 +270,9 @@ def run_ray(
                 while queue and len(pending) < slots:
                     cell = queue.popleft()
                     ref = remote_cell.options(  # named in Ray task listings and process titles
-                        name=f"bench-cell-{cell.cell_id}", num_cpus=1, num_gpus=gpus, max_retries=retries,
-                        retry_exceptions=False,
-                    ).remote(cell, device, store.checkpoint_path(study_dir, cell.cell_id), 1)
+                        name=f"bench-cell-{cell.cell_id}", num_cpus=RAY_CPUS_PER_CELL, num_gpus=gpus,
+                        max_retries=retries, retry_exceptions=False,
+                    ).remote(cell, device, store.checkpoint_path(study_dir, cell.cell_id))
                     pending[ref] = (cell, time.monotonic() + cell_timeout if cell_timeout else None)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 finished = []

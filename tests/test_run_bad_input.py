@@ -4,6 +4,7 @@ dotted path and the reason; nothing is written, nothing in a spec is run as code
 from __future__ import annotations
 
 import copy
+import sys
 
 import pytest
 import yaml
@@ -47,7 +48,8 @@ CASES = [
     ("list-document", "- name: x\n- base: {}\n", [], ["must be a YAML mapping, got list"]),
     ("scalar-document", "just some text\n", [], ["must be a YAML mapping, got str"]),
     ("two-documents", "name: a\n---\nname: b\n", [], ["invalid YAML", "single document"]),
-    ("python-object-tag", "!!python/object/apply:os.system ['touch {marker}']\n", [], ["invalid YAML", "python/object"]),
+    ("python-object-tag", "!!python/object/apply:os.system ['touch {marker}']\n", [],
+     ["invalid YAML", "python/object"]),
     ("python-name-tag", "name: !!python/name:os.system\n", [], ["invalid YAML", "python/name"]),
     ("alias-bomb", BOMB, [], [f"more than {MAX_YAML_NODES} values", "alias"]),
     ("recursive-alias", "name: &n [*n]\n", [], [f"more than {MAX_YAML_NODES} values"]),
@@ -71,7 +73,8 @@ CASES = [
     ("seeds-repeated", changed(seeds=[0, 1, 0]), [], ["seeds", "repeat [0]"]),
     # names in the registries
     ("unknown-section", changed(base__losses={"name": "wgan"}), [], ["losses", "unknown key"]),
-    ("unknown-dataset", changed(base__dataset={"name": "cifar11"}), [], ["dataset.name", "unknown dataset 'cifar11'", "25gaussians"]),
+    ("unknown-dataset", changed(base__dataset={"name": "cifar11"}), [],
+     ["dataset.name", "unknown dataset 'cifar11'", "25gaussians"]),
     ("unknown-loss", changed(base__loss={"name": "wgan-gpp"}), [], ["loss.name", "unknown loss 'wgan-gpp'"]),
     ("unknown-optimizer", changed(base__optimizer={"name": "adamw"}), [], ["optimizer.name", "unknown optimizer"]),
     ("unknown-arch", changed(base__generator={"arch": "resnet"}), [], ["generator.arch", "unknown generator arch"]),
@@ -83,7 +86,8 @@ CASES = [
     ("option-of-other-loss", changed(base__loss={"name": "wgan-gp", "clip_value": 0.01}), [],
      ["loss.clip_value", "not an option of loss 'wgan-gp'"]),
     # types and ranges
-    ("negative-clip", changed(base__loss={"name": "wgan", "clip_value": -0.01}), [], ["loss.clip_value", "greater than 0"]),
+    ("negative-clip", changed(base__loss={"name": "wgan", "clip_value": -0.01}), [],
+     ["loss.clip_value", "greater than 0"]),
     ("nan-clip", changed(base__loss={"name": "wgan", "clip_value": float("nan")}), [], ["loss.clip_value", "finite"]),
     ("zero-batch", changed(base__train={"batch_size": 0}), [], ["train.batch_size", "greater than 0"]),
     ("batch-text", changed(base__train={"batch_size": "abc"}), [], ["train.batch_size", "valid integer"]),
@@ -111,8 +115,8 @@ CASES = [
     ("include-bad-value", changed(include=[{"train.batch_size": 0}]), [], ["train.batch_size", "greater than 0"]),
     # size
     ("over-cell-limit", changed(seeds=list(range(CELL_LIMIT + 1))), [], [f"{CELL_LIMIT + 1} cells", "--yes"]),
-    ("over-max-cells", changed(matrix={f"train.{k}": list(range(1, 41)) for k in ("batch_size", "n_critic", "generator_iters")},
-                               seeds=[0, 1]),
+    ("over-max-cells", changed(matrix={f"train.{k}": list(range(1, 41))
+                                       for k in ("batch_size", "n_critic", "generator_iters")}, seeds=[0, 1]),
      ["--yes"], [f"at most {MAX_CELLS}"]),
     # command line
     ("zero-workers", VALID, ["--workers", "0"], ["--workers", ">= 1"]),
@@ -146,11 +150,21 @@ def test_bad_spec_is_refused_with_one_line(tmp_path, capsys, content, args, frag
     assert not results.exists() and not (tmp_path / "escape").exists() and not marker.exists()
 
 
+def test_ray_executor_without_ray_installed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(VALID))
+    assert main([str(spec), "--executor", "ray", "--results-dir", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip() == "error: --executor: ray is not installed (pip install 'ganbench[ray]')"
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_spec_file_and_directory(tmp_path, capsys):
     assert main([str(tmp_path / "nope.yaml")]) == 2
     assert main([str(tmp_path)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"error: {tmp_path / 'nope.yaml'}: file not found", f"error: {tmp_path}: cannot read: Is a directory"]
+    assert lines == [f"error: {tmp_path / 'nope.yaml'}: file not found",
+                     f"error: {tmp_path}: cannot read: Is a directory"]
 
 
 def test_more_than_the_cell_limit_runs_with_yes(tmp_path, capsys):

@@ -157,7 +157,8 @@ def test_full_disk_mid_run_keeps_earlier_results(tmp_path, capsys):
     before = {p.name: p.read_bytes() for p in [*cell_files(study), study / "runs.parquet"]}
 
     spec = write_spec(tmp_path / "three.yaml", tiny_spec("full", seeds=[0, 1, 2]))
-    child = subprocess.run([sys.executable, "-m", "bench.run", spec, "--results-dir", results, "--quiet", "--workers", "1"],
+    child = subprocess.run([sys.executable, "-m", "bench.run", spec, "--results-dir", results, "--quiet",
+                            "--workers", "1"],
                            cwd=REPO, env=env(), capture_output=True, text=True, timeout=300,
                            preexec_fn=_limit_file_size)
     assert child.returncode == 1, child.stderr
