@@ -142,8 +142,8 @@ def write_cell(study_dir: Path, cell, result, prov: dict[str, str], extra: dict[
     return path
 
 
-def read_cell(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One cell file as (runs row, curves); ``CorruptCell`` if it cannot be read."""
+def _checked_table(path: Path) -> pa.Table:
+    """A cell file read in full with its page checksums verified; ``CorruptCell`` if anything is off."""
     try:
         table = pq.read_table(path, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as err:
@@ -152,6 +152,12 @@ def read_cell(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise CorruptCell(f"{path}: not a cell file (rows={table.num_rows})")
     if table.column("cell_id")[0].as_py() != Path(path).stem:
         raise CorruptCell(f"{path}: holds cell {table.column('cell_id')[0].as_py()!r}, not {Path(path).stem!r}")
+    return table
+
+
+def read_cell(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One cell file as (runs row, curves); ``CorruptCell`` if it cannot be read."""
+    table = _checked_table(path)
     nested = table.column("curves").combine_chunks()
     runs = table.drop_columns(["curves"]).to_pandas()
     curves = pa.Table.from_struct_array(nested.flatten()).to_pandas() if len(nested.flatten()) else pd.DataFrame(
@@ -162,23 +168,20 @@ def read_cell(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs, curves
 
 
-def _read_cells(study_dir: Path) -> Iterator[tuple[Path, tuple[pd.DataFrame, pd.DataFrame] | CorruptCell]]:
-    for path in sorted((Path(study_dir) / "cells").glob("*.parquet")):
-        try:
-            yield path, read_cell(path)
-        except CorruptCell as err:
-            yield path, err
+def _cell_files(study_dir: Path) -> list[Path]:
+    return sorted((Path(study_dir) / "cells").glob("*.parquet"))
 
 
 def scan(study_dir: Path) -> tuple[list[Path], list[str]]:
     """Readable cell files and one message per corrupt one (read in full and checksummed; a corrupt cell
     counts as not done, so the next run trains it again and replaces the file)."""
     good, bad = [], []
-    for path, got in _read_cells(study_dir):
-        if isinstance(got, CorruptCell):
-            bad.append(str(got))
-        else:
+    for path in _cell_files(study_dir):
+        try:
+            _checked_table(path)
             good.append(path)
+        except CorruptCell as err:
+            bad.append(str(err))
     return good, bad
 
 
@@ -204,10 +207,13 @@ def load(path: str | Path) -> dict[str, pd.DataFrame]:
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such study directory or parquet file")
     runs, curves = [], []
-    for _, got in _read_cells(path):
-        if not isinstance(got, CorruptCell):  # a corrupt cell is not done: left out
-            runs.append(got[0])
-            curves.append(got[1])
+    for cell_file in _cell_files(path):
+        try:
+            row, points = read_cell(cell_file)
+        except CorruptCell:  # a corrupt cell is not done: left out (``scan`` reports it)
+            continue
+        runs.append(row)
+        curves.append(points)
     return {"runs": _concat(runs, ["study", "cell_id", "config_id", "seed", "status"]), "curves": _concat(curves, CURVE_COLUMNS)}
 
 
