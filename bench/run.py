@@ -50,14 +50,15 @@ def cells_table(cells: list[Cell], done: set[str]) -> Table:
     return table
 
 
+def fail(message: str) -> int:
+    """Bad input: one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
-    err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-    def error(message: str) -> None:
-        err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-
     try:
         if args.workers is not None and args.workers < 1:
             raise SpecError("--workers", "must be >= 1")
@@ -76,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(cells) > CELL_LIMIT and not args.yes:
             raise SpecError("", f"{len(cells)} cells (more than {CELL_LIMIT}); pass --yes to run them", args.spec)
     except SpecError as e:
-        error(str(e))
-        return 2
+        return fail(str(e))
 
     from bench import store
 
@@ -87,24 +87,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     def waiting(holder: str) -> None:
-        err.print(f"{study_dir} is being run by {holder}; waiting for it to finish (Ctrl-C to stop)",
-                  markup=False, highlight=False, soft_wrap=True)
+        print(f"{study_dir} is being run by {holder}; waiting for it to finish (Ctrl-C to stop)", file=sys.stderr)
 
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(study_dir, os.W_OK):
             raise PermissionError(f"{study_dir}: results directory is not writable")
         with store.study_lock(study_dir, on_wait=waiting):  # one run of a study at a time
-            return _run_locked(args, spec, cells, study_dir, console, err, error)
+            return _run_locked(args, spec, cells, study_dir, console)
     except OSError as e:
-        error(f"{args.results_dir}: cannot write results ({e})")
-        return 2
+        return fail(f"{args.results_dir}: cannot write results ({e})")
     except KeyboardInterrupt:
-        err.print("interrupted; finished cells are stored, run again to resume")
+        print("interrupted; finished cells are stored, run again to resume", file=sys.stderr)
         return 1
 
 
-def _run_locked(args, spec, cells, study_dir, console, err, error) -> int:
+def _run_locked(args, spec, cells, study_dir: Path, console: Console) -> int:
     """The run proper, while this process holds the study's lock."""
     from bench import store
     from bench.scheduler import ExecutorError, run_local, run_ray
@@ -112,8 +110,7 @@ def _run_locked(args, spec, cells, study_dir, console, err, error) -> int:
     store.remove_stale_temp_files(study_dir)
     (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
     for problem in store.scan(study_dir)[1]:
-        err.print(f"warning: {problem}; that cell will be trained again", markup=False, highlight=False,
-                  soft_wrap=True)
+        print(f"warning: {problem}; that cell will be trained again", file=sys.stderr)
     options = dict(workers=args.workers, cell_timeout=args.cell_timeout, device=args.device,
                    progress=not args.quiet, retries=args.retries)
     try:
@@ -122,16 +119,15 @@ def _run_locked(args, spec, cells, study_dir, console, err, error) -> int:
         else:
             report = run_local(cells, study_dir, **options)
     except ExecutorError as e:
-        error(str(e))
-        return 2
+        return fail(str(e))
     if report.store_error:
-        error(f"{report.store_error}; everything stored before is intact ({len(report.ran)} cells of this run), "
-              "run again to resume once results can be written")
+        print(f"error: {report.store_error}; everything stored before is intact ({len(report.ran)} cells of this "
+              "run), run again to resume once results can be written", file=sys.stderr)
         return 1
     try:
         tables = store.write_merged(study_dir)
     except OSError as e:
-        error(f"cannot write the merged tables of {study_dir} ({e}); the cell files are intact")
+        print(f"error: cannot write the merged tables of {study_dir} ({e}); the cell files are intact", file=sys.stderr)
         return 1
     from bench.summary import print_summary
 
@@ -141,11 +137,12 @@ def _run_locked(args, spec, cells, study_dir, console, err, error) -> int:
     if report.skipped:
         console.print(f"resumed: {len(report.skipped)} cells already stored were skipped")
     if report.interrupted:
-        err.print(f"interrupted: {len(report.ran)} finished cells are stored; run again to resume")
+        print(f"interrupted: {len(report.ran)} finished cells are stored; run again to resume", file=sys.stderr)
         return 1
     bad = [cid for cid, s in report.statuses.items() if s in ("failed", "timeout")]
     if bad:
-        err.print(f"{len(bad)} cells failed or timed out; see the 'error' column of {study_dir / 'runs.parquet'}")
+        print(f"{len(bad)} cells failed or timed out; see the 'error' column of {study_dir / 'runs.parquet'}",
+              file=sys.stderr)
         return 1
     return 0
 

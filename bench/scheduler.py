@@ -65,6 +65,8 @@ def resolve_device(device: str) -> str:
 def _init_worker(threads: int) -> None:
     import torch
 
+    import bench.train  # noqa: F401  (imported once per worker, not on a cell's clock)
+
     torch.set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C means
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
@@ -78,13 +80,14 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def run_cell(cell: Cell, device: str, checkpoint: Path | None) -> RunResult:
-    """Train one cell in this process; any exception becomes a ``failed`` result with its traceback."""
+def run_cell(cell: Cell, device: str, checkpoint: Path | None, on_eval=None) -> RunResult:
+    """Train one cell in this process; any exception becomes a ``failed`` result with its traceback.
+    ``on_eval``: see ``bench.train.Hooks`` (bench.tune reports to Optuna's pruner there)."""
     from bench.train import train
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     try:
-        hooks = Hooks(checkpoint_path=checkpoint if cell.config["train"]["checkpoint_every"] else None)
+        hooks = Hooks(on_eval=on_eval, checkpoint_path=checkpoint if cell.config["train"]["checkpoint_every"] else None)
         return train(cell.config, cell.seed, hooks, device=device)
     except Exception:
         return RunResult("failed", 0, started, 0.0, 0.0, error=traceback.format_exc())

@@ -180,7 +180,8 @@ _STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
 class Spec(BaseModel):
-    """An ablation: a base config, a matrix of dotted-path alternatives, seeds, excludes and includes."""
+    """An ablation: a base config, a matrix of dotted-path alternatives, seeds, excludes and includes; or
+    a search (``bench.search``): the same base and seeds with a ``search`` block."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -191,6 +192,7 @@ class Spec(BaseModel):
     matrix: dict[str, list[Any]] | None = None
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     include: list[dict[str, Any]] = Field(default_factory=list)
+    search: dict[str, Any] | None = Field(None, description="Optuna search of bench.tune (validated by bench.search)")
 
     @field_validator("seeds")
     @classmethod
@@ -240,7 +242,7 @@ def _variants(spec: Spec) -> list[dict]:
 
 
 def _describe(overrides: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "base"
+    return ", ".join(f"{k}={v!r}" for k, v in overrides.items())
 
 
 def _build(base: dict, overrides: dict) -> dict:
@@ -253,6 +255,8 @@ def _build(base: dict, overrides: dict) -> dict:
     try:
         return resolve_config(raw)
     except SpecError as err:
+        if not overrides:
+            raise
         raise SpecError(err.path, f"{err.reason} (cell: {_describe(overrides)})") from None
 
 

@@ -13,17 +13,15 @@ import threading
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from bench import store
 from bench.run import main
 from bench.scheduler import run_local
 from bench.spec import Cell, expand, load, parse_spec
 from bench.train import train
-from faultkit import (REPO, TIMING_COLUMNS, alive, assert_each_cell_once, bench_run, cell_files, curves_frame,
+from tests.faultkit import (REPO, TIMING_COLUMNS, alive, assert_each_cell_once, bench_run, cell_files, curves_frame,
                       descendants, env, kill, store_in_process, tiny_spec, wait_for, write_spec)
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +29,7 @@ def one_thread_per_worker(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
-def run_cli(*args) -> int:
+def run_main(*args) -> int:
     return main([*map(str, args), "--quiet"])
 
 
@@ -60,7 +58,7 @@ def test_driver_sigkill_mid_matrix_then_rerun(tmp_path):
     assert store.scan(study)[1] == []  # whatever is there is whole
     (study / "cells" / ".leftover.parquet.123.tmp").write_bytes(b"half a file")  # as a killed write leaves
 
-    assert run_cli(spec, "--results-dir", tmp_path / "results", "--workers", "1") == 0
+    assert run_main(spec, "--results-dir", tmp_path / "results", "--workers", "1") == 0
     assert_each_cell_once(study, ids)
     assert {p: (study / "cells" / f"{p}.parquet").read_bytes() for p in stored} == stored  # not redone
     runs = store.load(study)["runs"].set_index("cell_id")
@@ -83,7 +81,7 @@ def test_worker_sigkill_mid_cell_is_retried_from_its_checkpoint(tmp_path):
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    assert run_cli(spec, "--results-dir", tmp_path / "results", "--workers", "1", "--retries", "1") == 0
+    assert run_main(spec, "--results-dir", tmp_path / "results", "--workers", "1", "--retries", "1") == 0
     thread.join()
     assert killed
     assert_each_cell_once(study, [cell.cell_id])
@@ -131,7 +129,7 @@ def test_unwritable_results_dir_is_a_clear_error(tmp_path, capsys):
     spec = write_spec(tmp_path / "s.yaml", tiny_spec("unwritable"))
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    assert run_cli(spec, "--results-dir", not_a_dir) == 2
+    assert run_main(spec, "--results-dir", not_a_dir) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {not_a_dir}: cannot write results") and "\n" not in err
 
@@ -141,7 +139,7 @@ def test_read_only_results_dir_is_a_clear_error(tmp_path, capsys):
     spec = write_spec(tmp_path / "s.yaml", tiny_spec("readonly"))
     results = tmp_path / "results"
     results.mkdir(mode=0o500)
-    assert run_cli(spec, "--results-dir", results) == 2
+    assert run_main(spec, "--results-dir", results) == 2
     assert "cannot write results" in capsys.readouterr().err
 
 
@@ -168,7 +166,7 @@ def test_full_disk_mid_run_keeps_earlier_results(tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in [*cell_files(study), study / "runs.parquet"]} == before
     assert not list(study.glob("*/.*.tmp")) and not list(study.glob(".*.tmp"))
 
-    assert run_cli(spec, "--results-dir", results, "--workers", "1") == 0
+    assert run_main(spec, "--results-dir", results, "--workers", "1") == 0
     assert_each_cell_once(study, [c.cell_id for c in load(spec)[1]])
 
 
@@ -181,7 +179,7 @@ def test_results_dir_turned_unwritable_mid_study_keeps_earlier_results(tmp_path,
     (study / "samples").write_text("")  # a file where the samples directory should be: every write fails
     capsys.readouterr()
     spec = write_spec(tmp_path / "two.yaml", tiny_spec("blocked", seeds=[0, 1]))
-    assert run_cli(spec, "--results-dir", results, "--workers", "1") == 1
+    assert run_main(spec, "--results-dir", results, "--workers", "1") == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot store cell") and err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in cell_files(study)} == before
@@ -212,7 +210,7 @@ def test_corrupt_cell_files_are_reported_and_their_cells_rerun(tmp_path, capsys)
     assert good == [files[3]] and len(bad) == 3
 
     capsys.readouterr()
-    assert run_cli(spec, "--results-dir", results, "--workers", "1") == 0
+    assert run_main(spec, "--results-dir", results, "--workers", "1") == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert sorted(w.split(":")[1].strip() for w in warnings) == sorted(str(p) for p in files[:3])
     assert_each_cell_once(study, [p.stem for p in files])

@@ -14,7 +14,7 @@ from bench import store
 from bench.scheduler import run_local, run_ray
 from bench.spec import expand, load, parse_spec
 from bench.train import train
-from faultkit import (TIMING_COLUMNS, bench_run, cell_files, curves_frame, descendants, kill, tiny_spec, wait_for,
+from tests.faultkit import (TIMING_COLUMNS, bench_run, cell_files, curves_frame, descendants, kill, tiny_spec, wait_for,
                       write_spec)
 
 ray = pytest.importorskip("ray")

@@ -15,9 +15,8 @@ from bench.data import DATASETS
 from bench.metrics import METRICS
 from bench.spec import expand, parse_spec
 from bench.train import Hooks, train
-from faultkit import PLUGIN_DIR, REPO, env, kill, tiny_spec, wait_for
+from tests.faultkit import PLUGIN_DIR, REPO, env, kill, tiny_spec, wait_for
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -1,0 +1,499 @@
+"""``python -m bench.tune SEARCH.yaml``: an Optuna search whose trials are cells of the harness.
+
+Each trial takes values from Optuna's sampler (``bench.search`` describes the spec), sets them on ``base``
+and trains one cell per seed of the spec with the same trainer as ``bench.run``; the objective is the mean
+of the metric's final value over those seeds (every trial sees the same seeds). At each evaluation the
+trainer's ``on_eval`` hook reports the metric to Optuna at step ``seed_index * generator_iters +
+generator_iter`` and asks the pruner; a pruned run stops there. Every cell is stored like an ablation's
+(``results/<name>/cells/``, merged into ``runs.parquet``/``curves.parquet``) with the columns ``trial``
+and ``optuna_study``; a config already stored with a complete result is replayed from its file rather than
+trained again (its row keeps the number of the trial that trained it).
+
+Trial states: COMPLETE; PRUNED (cells stored with status ``pruned``); FAIL for a cell that failed or
+diverged (stored with that status; the ``error`` user attribute says why), an invalid config, or a process
+that died (see below). ``n_trials`` counts the trials that complete, are pruned or are running (so several
+processes stop together); failed trials do not use it up (a killed trial's re-queued copy takes its place),
+but the search also stops after ``n_trials`` failures. Queued trials (``search.enqueue``, retries) run first.
+
+Storage: ``--storage`` takes any Optuna RDB URL (``sqlite:///...``, ``postgresql://...``) or
+``journal:PATH`` (Optuna's journal file storage, e.g. on NFS); the default is
+``sqlite:///results/<name>/optuna.db``. Several processes (``--workers N`` here, or ``bench.tune`` started
+on other machines with the same ``--storage``) share the study; a rerun continues it. With an RDB storage
+each running trial records a heartbeat every ``--heartbeat`` seconds; a trial whose process was killed is
+marked FAIL once its heartbeat is older than twice that, and re-queued with the same values (Optuna's
+``RetryHeartbeatStaleTrialCallback``); its cells resume from their checkpoints when
+``train.checkpoint_every`` is set. Journal storage has no heartbeat: a killed trial stays RUNNING.
+
+At the end: the best trial, a table of the top trials, and under ``results/<name>/optuna/<study>/``
+``trials.csv``, ``best.json`` and Optuna's figures (``optuna.visualization.matplotlib``).
+
+Exit codes: 0 the study has a best trial; 1 interrupted, a worker crashed, or no trial completed; 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.table import Table
+
+from bench import store
+from bench.metrics import column
+from bench.search import CategoricalParam, FloatParam, IntParam, Search, fingerprint, load, trial_config
+from bench.spec import Cell, Spec, SpecError
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # what n_trials counts
+RETRIES = 2  # times a trial whose process died is re-queued
+
+
+class TrialFailed(Exception):
+    """A trial without a value (failed or diverged cell, invalid config): Optuna records it as FAIL."""
+
+
+# ------------------------------------------------------------------------------------- Optuna objects
+
+
+def make_sampler(search: Search, seed: int | None) -> optuna.samplers.BaseSampler:
+    s, samplers = search.sampler, optuna.samplers
+    if s.name == "grid":
+        return samplers.GridSampler({p: param.grid() for p, param in search.space.items()}, seed=seed, **s.options)
+    cls = {"tpe": samplers.TPESampler, "random": samplers.RandomSampler, "cmaes": samplers.CmaEsSampler}[s.name]
+    return cls(seed=seed, **s.options)
+
+
+def make_pruner(search: Search, first_report: int) -> optuna.pruners.BasePruner:
+    p = search.pruner
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(**p.options)
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(**{"min_resource": first_report, **p.options})
+    return optuna.pruners.NopPruner(**p.options)
+
+
+def make_storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are "experimental" since Optuna 2.9
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
+        )
+
+
+def suggest(trial: optuna.Trial, search: Search) -> dict[str, Any]:
+    """The trial's config values, by dotted path (Optuna's parameter names)."""
+    values = {}
+    for path, p in search.space.items():
+        if isinstance(p, FloatParam):
+            values[path] = trial.suggest_float(path, p.low, p.high, log=p.log, step=p.step)
+        elif isinstance(p, IntParam):
+            values[path] = trial.suggest_int(path, p.low, p.high, step=p.step, log=p.log)
+        else:
+            values[path] = p.value(trial.suggest_categorical(path, p.labels()))
+    return values
+
+
+def optuna_params(search: Search, values: dict[str, Any]) -> dict[str, Any]:
+    """Config values -> Optuna parameter values (non-scalar choices are stored as their label)."""
+    return {path: p.label(values[path]) if isinstance(p := search.space[path], CategoricalParam) else values[path]
+            for path in values}
+
+
+# --------------------------------------------------------------------------------------------- objective
+
+
+def _quality(final: dict[str, Any], metric: str) -> dict[str, float]:
+    """The objective and the quality metrics (catalogue columns with a direction) among a cell's values."""
+    out = {}
+    for name, value in final.items():
+        try:
+            keep = name == metric or column(name).higher_is_better is not None
+        except KeyError:
+            continue
+        if keep and value is not None:
+            out[name] = float(value)
+    return out
+
+
+class Objective:
+    """Optuna's objective: train (or replay) the trial's cells, report each evaluation, return the mean."""
+
+    def __init__(self, spec: Spec, search: Search, study_dir: Path, study_name: str, device: str):
+        from bench import scheduler
+
+        self.spec, self.search, self.study_dir, self.study_name = spec, search, study_dir, study_name
+        self.device = scheduler.resolve_device(device)
+        self.run_cell = scheduler.run_cell
+        self.prov = store.provenance()
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        values = suggest(trial, self.search)
+        try:
+            config = trial_config(self.spec, values)
+        except SpecError as err:
+            self._fail(trial, f"invalid config: {err}")
+        cells = [Cell(self.spec.name, config, seed, values) for seed in self.spec.seeds]
+        trial.set_user_attr("config_id", cells[0].config_id)
+        trial.set_user_attr("cell_ids", [c.cell_id for c in cells])
+        finals = []
+        for i, cell in enumerate(cells):
+            finals.append(self._cell(trial, cell, offset=i * config["train"]["generator_iters"]))
+        means = {k: sum(f[k] for f in finals) / len(finals) for k in finals[0] if all(k in f for f in finals)}
+        for name, value in means.items():
+            trial.set_user_attr(name, value)
+        return means[self.search.objective.metric]
+
+    def _fail(self, trial: optuna.Trial, reason: str) -> NoReturn:
+        trial.set_user_attr("error", reason)
+        raise TrialFailed(reason)
+
+    def _cell(self, trial: optuna.Trial, cell: Cell, offset: int) -> dict[str, float]:
+        """One seed of the trial: its final quality metrics, or TrialPruned / TrialFailed."""
+        metric = self.search.objective.metric
+        stored = self._stored(cell)
+        if stored is not None:  # replay the stored curve so the pruner sees it as if trained now
+            row, curves = stored
+            points = curves[curves["metric"] == metric].sort_values("generator_iter")
+            for step, value in zip(points["generator_iter"], points["value"]):
+                trial.report(float(value), offset + int(step))
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"seed {cell.seed} at generator step {step} (stored cell)")
+            status, final, error, diverged_at = row["status"], _quality(row, metric), row["error"], row["diverged_at"]
+        else:
+            def on_eval(step: int, values: dict[str, float]) -> bool:
+                if metric not in values:
+                    return False
+                trial.report(values[metric], offset + step)
+                return trial.should_prune()
+
+            result = self.run_cell(cell, self.device, store.checkpoint_path(self.study_dir, cell.cell_id), on_eval)
+            store.write_cell(self.study_dir, cell, result, self.prov,
+                             extra={"trial": trial.number, "optuna_study": self.study_name})
+            status, final, error, diverged_at = result.status, _quality(result.final, metric), result.error, result.diverged_at
+        if status == "pruned":
+            raise optuna.TrialPruned(f"seed {cell.seed} pruned")
+        if status == "diverged":
+            self._fail(trial, f"seed {cell.seed} diverged at generator step {diverged_at}")
+        if status != "ok":
+            last_line = (error or "").strip().splitlines()[-1:] or [""]
+            self._fail(trial, f"seed {cell.seed} {status}: {last_line[0]}")
+        if metric not in final or math.isnan(final[metric]):
+            self._fail(trial, f"seed {cell.seed}: objective {metric!r} is missing or NaN")
+        return final
+
+    def _stored(self, cell: Cell):
+        """(runs row, curves) of a complete stored result of this cell (ok or diverged), else None."""
+        path = store.cell_path(self.study_dir, cell.cell_id)
+        if not path.exists():
+            return None
+        try:
+            runs, curves = store.read_cell(path)
+        except store.CorruptCell:
+            return None
+        row = runs.iloc[0].to_dict()
+        return (row, curves) if row["status"] in ("ok", "diverged") else None
+
+
+# ----------------------------------------------------------------------------------------------- workers
+
+
+def open_study(spec: Spec, search: Search, storage_url: str, study_name: str, heartbeat: int,
+               first_report: int) -> optuna.Study:
+    """Create the study (and queue ``search.enqueue``) or load it; refuse one made by another spec."""
+    storage = make_storage(storage_url, heartbeat)
+    sampler, pruner = make_sampler(search, search.sampler.seed), make_pruner(search, first_report)
+    direction, key = search.direction, fingerprint(spec, search)
+    try:
+        study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
+                                    sampler=sampler, pruner=pruner)
+        study.set_user_attr("bench_spec", spec.name)
+        study.set_user_attr("bench_fingerprint", key)
+        study.set_user_attr("objective", search.objective.metric)
+        for values in search.enqueue:
+            study.enqueue_trial(optuna_params(search, values), skip_if_exists=True)
+        return study
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+    if study.user_attrs.get("bench_fingerprint", key) != key:
+        raise SpecError("--study-name", f"study {study_name!r} in {storage_url} was made by a different spec "
+                                        f"(base, seeds or search changed): give another --study-name")
+    if study.direction.name.lower() != direction:
+        raise SpecError("search.objective.direction", f"study {study_name!r} in {storage_url} does not {direction}")
+    return study
+
+
+def _counts(study: optuna.Study) -> tuple[int, int]:
+    trials = study.get_trials(deepcopy=False)
+    return sum(t.state in COUNTED for t in trials), sum(t.state == TrialState.FAIL for t in trials)
+
+
+def sampler_seed(seed: int | None, offset: int, n_existing: int) -> int | None:
+    """The sampler seed of one process: from the spec's seed, the process's offset and the trials the study
+    already has, so that a rerun does not propose the first trials' values again, nor two workers the same."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([seed, offset, n_existing]).generate_state(1)[0])
+
+
+def work(spec_path: str, storage_url: str, study_name: str, study_dir: str, n_trials: int, seed_offset: int,
+         heartbeat: int, device: str, threads: int | None, log_level: int) -> bool:
+    """One worker process: run trials until the study has ``n_trials`` (or as many failures). The first
+    Ctrl-C stops it after the running trial (``study.stop()``); returns whether that happened."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(log_level)
+    spec, search = load(spec_path)
+    first = trial_config(spec, {p: param.probes()[0] for p, param in search.space.items()})
+    study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url, heartbeat),
+                              pruner=make_pruner(search, first["eval"]["every"]))
+    study.sampler = make_sampler(search, sampler_seed(search.sampler.seed, seed_offset, len(study.trials)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # a trial left RUNNING by a killed process is re-queued
+    counted, failed = _counts(study)
+    if counted >= n_trials or failed >= n_trials:
+        return False
+    stopped = False
+
+    def stop_after_trial(signum, frame):
+        nonlocal stopped
+        stopped = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts the running trial
+        print("stopping after the running trial (Ctrl-C again aborts it; it is then recorded as failed)",
+              file=sys.stderr)
+        study.stop()
+
+    previous = signal.signal(signal.SIGINT, stop_after_trial)
+    try:
+        study.optimize(
+            Objective(spec, search, Path(study_dir), study_name, device),
+            catch=(TrialFailed,),
+            callbacks=[MaxTrialsCallback(n_trials, states=COUNTED),
+                       MaxTrialsCallback(n_trials, states=(TrialState.FAIL,))],
+            gc_after_trial=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return stopped
+
+
+def _worker(*args) -> None:
+    """``work`` in a process of its own group: a terminal's Ctrl-C reaches the parent only, which passes
+    each one on exactly once."""
+    os.setpgrp()
+    work(*args)
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def top_table(study: optuna.Study, k: int = 10) -> Table:
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    done.sort(key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    metric = study.user_attrs.get("objective", "value")
+    table = Table(title=f"top {min(k, len(done))} of {len(done)} completed trials", title_justify="left")
+    names = list(study.best_trial.params) if done else []
+    for name in ["trial", metric, *names, "seconds"]:
+        table.add_column(name, justify="right")
+    for t in done[:k]:
+        seconds = t.duration.total_seconds() if t.duration else math.nan
+        table.add_row(str(t.number), f"{t.value:.4g}", *[_fmt(t.params.get(n)) for n in names], f"{seconds:.0f}")
+    return table
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def save_figures(study: optuna.Study, out_dir: Path) -> dict[str, str]:
+    """Optuna's matplotlib figures as PNG files; name -> file, or name -> why it was skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as vis
+
+    plots = {"history": vis.plot_optimization_history, "intermediate_values": vis.plot_intermediate_values,
+             "importances": vis.plot_param_importances, "slice": vis.plot_slice}
+    if len(study.best_trial.params) > 1:
+        plots["contour"] = vis.plot_contour
+    saved = {}
+    for name, plot in plots.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                axes = plot(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as err:
+            saved[name] = f"skipped: {err}"
+            continue
+        figure = np.asarray(axes).flat[0].figure
+        n = len(study.best_trial.params)
+        if name in ("slice", "contour"):  # one panel per parameter (pair): give each room
+            figure.set_size_inches(4 * n, 4 * (n if name == "contour" else 1))
+        path = out_dir / f"{name}.png"
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        saved[name] = str(path)
+    return saved
+
+
+def report(study: optuna.Study, spec: Spec, search: Search, out_dir: Path, storage_url: str, console: Console) -> bool:
+    """Print and save the study's outcome; False when no trial has completed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trials = study.get_trials(deepcopy=False)
+    states = {s.name: sum(t.state == s for t in trials) for s in TrialState}
+    console.print(f"{study.study_name}: {len(trials)} trials (" + ", ".join(
+        f"{n} {s.lower()}" for s, n in states.items() if n) + ")")
+    study.trials_dataframe().to_csv(out_dir / "trials.csv", index=False)
+    if states["RUNNING"]:
+        console.print(f"{states['RUNNING']} trials still RUNNING: another worker's, or left by a killed process "
+                      "(re-queued once its heartbeat is stale; run again to finish them)")
+    if not states["COMPLETE"]:
+        console.print("no completed trial yet")
+        return False
+    best = study.best_trial
+    values = {p: (search.space[p].value(v) if isinstance(search.space[p], CategoricalParam) else v)
+              for p, v in best.params.items()}
+    summary = {"study": study.study_name, "trial": best.number, "metric": search.objective.metric,
+               "direction": search.direction, "value": best.value, "params": values,
+               "user_attrs": best.user_attrs, "config": trial_config(spec, values)}
+    (out_dir / "best.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    console.print(top_table(study))
+    console.print(f"best: trial {best.number}, {search.objective.metric} = {best.value:.4g}, params "
+                  + ", ".join(f"{p}={_fmt(v)}" for p, v in values.items()))
+    for name, where in save_figures(study, out_dir).items():
+        console.print(f"  {name}: {where}", markup=False, highlight=False)
+    console.print(f"files: {out_dir}; dashboard: optuna-dashboard {storage_url}", markup=False, highlight=False)
+    return True
+
+
+# -------------------------------------------------------------------------------------------------- main
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.tune", description=__doc__.splitlines()[0])
+    p.add_argument("spec", help="search spec (YAML with a search block)")
+    p.add_argument("--n-trials", type=int, default=None, help="trials of the study in all (default: search.n_trials)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna RDB URL or journal:PATH (default: sqlite:///RESULTS_DIR/<name>/optuna.db)")
+    p.add_argument("--study-name", default=None, help="Optuna study name (default: the spec's name)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (default: 1)")
+    p.add_argument("--results-dir", default="results", help="cells go to RESULTS_DIR/<name>/ (default: results)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed-offset", type=int, default=0,
+                   help="mixed into the sampler seed (worker k of --workers adds k): give each bench.tune started "
+                        "on the same study its own, or their samplers may propose the same values")
+    p.add_argument("--heartbeat", type=int, default=30,
+                   help="seconds between heartbeats of a running trial (RDB storages); a trial silent for twice "
+                        "that is failed and re-queued (default: 30)")
+    p.add_argument("--quiet", action="store_true", help="no per-trial log lines")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    log_level = optuna.logging.WARNING if args.quiet else optuna.logging.INFO
+    optuna.logging.set_verbosity(log_level)
+    try:
+        for flag in ("n_trials", "workers", "heartbeat"):
+            value = getattr(args, flag)
+            if value is not None and value < 1:
+                raise SpecError("--" + flag.replace("_", "-"), "must be >= 1")
+        spec, search = load(args.spec)
+        if spec.matrix or spec.include or spec.exclude:
+            err.print("note: bench.tune searches from base; matrix/include/exclude are for bench.run", markup=False)
+        first = trial_config(spec, {p: param.probes()[0] for p, param in search.space.items()})
+        for name, build in (("search.sampler", lambda: make_sampler(search, search.sampler.seed)),
+                            ("search.pruner", lambda: make_pruner(search, first["eval"]["every"]))):
+            try:
+                build()
+            except (TypeError, ValueError, ImportError) as e:
+                raise SpecError(name, str(e).splitlines()[0]) from None
+        study_dir = Path(args.results_dir) / spec.name
+        study_dir.mkdir(parents=True, exist_ok=True)
+        (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
+        storage_url = args.storage or f"sqlite:///{(study_dir / 'optuna.db').resolve()}"
+        study_name = args.study_name or spec.name
+        lock = _creation_lock(storage_url)
+        with lock:
+            study = open_study(spec, search, storage_url, study_name, args.heartbeat, first["eval"]["every"])
+    except SpecError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        return 2
+    except OSError as e:
+        err.print(f"error: {args.results_dir}: cannot write results ({e})", markup=False, highlight=False)
+        return 2
+    except (ValueError, ImportError, optuna.exceptions.OptunaError) as e:  # bad URL, missing DB driver
+        err.print(f"error: --storage: {str(e).splitlines()[0]}", markup=False, highlight=False)
+        return 2
+
+    n_trials = args.n_trials or search.n_trials
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    job = (str(args.spec), storage_url, study_name, str(study_dir), n_trials)
+    interrupted = crashed = False
+    if args.workers == 1:
+        try:
+            interrupted = work(*job, args.seed_offset, args.heartbeat, args.device, None, log_level)
+        except KeyboardInterrupt:
+            interrupted = True
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_worker, args=(*job, args.seed_offset + k, args.heartbeat, args.device,
+                                                   threads, log_level)) for k in range(args.workers)]
+        for proc in procs:
+            proc.start()
+        while any(proc.is_alive() for proc in procs):
+            try:
+                for proc in procs:
+                    proc.join()
+            except KeyboardInterrupt:  # pass each Ctrl-C on: the first stops the workers after their trials
+                interrupted = True
+                for proc in procs:
+                    if proc.is_alive():
+                        os.kill(proc.pid, signal.SIGINT)
+        crashed = any(proc.exitcode != 0 for proc in procs) and not interrupted
+
+    store.write_merged(study_dir)
+    study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url, args.heartbeat))
+    ok = report(study, spec, search, study_dir / "optuna" / study_name, storage_url, console)
+    if interrupted:
+        err.print("interrupted: finished trials are stored; run again to continue the study")
+    if crashed:
+        err.print("a worker process crashed; see its output above")
+    return 0 if ok and not (interrupted or crashed) else 1
+
+
+def _creation_lock(storage_url: str):
+    """Several bench.tune started at once on one SQLite file must not create its tables concurrently."""
+    if storage_url.startswith("sqlite:///"):
+        from filelock import FileLock
+
+        return FileLock(storage_url.removeprefix("sqlite:///") + ".lock")
+    return nullcontext()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+import math
+
+import pytest
+import torch
+
+from bench.data import DATASETS
+from bench.spec import resolve_config
+from bench.train import Hooks, train
+from tests.conftest import tiny_base
+
+
+def config(**overrides):
+    return resolve_config(tiny_base(**overrides))
+
+
+def curve_values(result):
+    return [(i, metric, value) for i, _, metric, value in result.curves]
+
+
+def same_curves(a, b) -> bool:
+    return all(
+        (i, m) == (j, n) and (v == w or (math.isnan(v) and math.isnan(w)))
+        for (i, m, v), (j, n, w) in zip(curve_values(a), curve_values(b), strict=True)
+    )
+
+
+@pytest.mark.parametrize("loss", ["wgan-gp", "wgan", "nonsaturating"])
+def test_same_cell_same_seed_gives_identical_curves(loss):
+    cfg = config(loss={"name": loss})
+    a, b = train(cfg, seed=3), train(cfg, seed=3)
+    assert a.status == "ok" and same_curves(a, b)
+    assert not same_curves(a, train(cfg, seed=4))
+
+
+def test_curves_hold_diagnostics_and_metrics_on_the_eval_cadence():
+    result = train(config(train={"generator_iters": 25, "batch_size": 32}), seed=0)
+    iters = sorted({i for i, _, _ in curve_values(result)})
+    assert iters == [10, 20, 25]  # every eval.every steps and at the end
+    metrics = {m for _, m, _ in curve_values(result)}
+    assert {"critic_loss", "generator_loss", "critic_input_grad_norm", "w_estimate", "w1_exact",
+            "modes_captured", "hq_fraction", "mode_kl"} <= metrics
+    assert {f"critic_grad_norm.layer_{i:02d}" for i in range(4)} <= metrics  # one per linear layer
+    assert result.generator_iters == 25 and result.samples.shape == (200, 2)
+    assert sorted(result.snapshots) == [10, 20, 25]
+
+
+def test_nan_ends_the_cell_as_diverged_with_its_iteration():
+    cfg = config(loss={"name": "wgan"}, optimizer={"name": "sgd", "lr": 1e30},
+                 train={"generator_iters": 50, "batch_size": 32}, eval={"every": 25, "n_samples": 100, "w1_samples": 50})
+    result = train(cfg, seed=0)
+    assert result.status == "diverged"
+    assert 1 <= result.diverged_at <= 25 and result.generator_iters == 25
+
+
+def test_weight_clipping_holds_after_training(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    cfg = config(loss={"name": "wgan", "clip_value": 0.02}, optimizer={"lr": 1e-2},
+                 train={"generator_iters": 10, "batch_size": 32, "checkpoint_every": 10})
+    train(cfg, seed=0, hooks=Hooks(checkpoint_path=ckpt))
+    critic = torch.load(ckpt, weights_only=True)["critic"]
+    largest = max(t.abs().max().item() for t in critic.values())
+    assert largest == pytest.approx(0.02)
+
+
+def test_resuming_from_a_checkpoint_continues_the_same_run(tmp_path):
+    cfg = config(train={"generator_iters": 30, "batch_size": 32, "checkpoint_every": 10})
+    uninterrupted = train(cfg, seed=0)
+    ckpt = tmp_path / "cell.pt"
+    first_part = {**cfg, "train": {**cfg["train"], "generator_iters": 20}}  # stands in for a killed run
+    train(first_part, seed=0, hooks=Hooks(checkpoint_path=ckpt))
+    resumed = train(cfg, seed=0, hooks=Hooks(checkpoint_path=ckpt))
+    assert same_curves(uninterrupted, resumed)
+
+
+def test_on_eval_can_stop_a_run_as_pruned():
+    seen = []
+
+    def prune_at_20(step, values):
+        seen.append((step, "w_estimate" in values))
+        return step >= 20
+
+    result = train(config(train={"generator_iters": 40, "batch_size": 32}), seed=0, hooks=Hooks(on_eval=prune_at_20))
+    assert result.status == "pruned" and result.generator_iters == 20 and seen == [(10, True), (20, True)]
+
+
+def test_fixed_generator_trains_only_the_critic():
+    cfg = config(generator={"width": 16, "fixed": True}, dataset={"name": "swissroll"},
+                 eval={"every": 10, "n_samples": 200, "metrics": ["w_estimate", "w1_exact"]})
+    result = train(cfg, seed=0)
+    metrics = {m for _, m, _ in curve_values(result)}
+    assert "generator_loss" not in metrics and "w_estimate" in metrics
+    # "Generated" samples are the held-out real samples + N(0, I).
+    data = DATASETS.entry("swissroll").obj(DATASETS.entry("swissroll").params(), 0)
+    noise = torch.from_numpy(result.samples) - data.reference(200)
+    assert noise.mean().abs() < 0.15 and noise.std().item() == pytest.approx(1.0, abs=0.1)
