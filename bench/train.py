@@ -144,8 +144,8 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
         penalty_rng.set_state(ckpt["penalty_rng"].cpu())
         state = {"step": ckpt["step"], "train_s": ckpt["train_s"], "curves": [tuple(c) for c in ckpt["curves"]]}
         final, labels = ckpt["final"], ckpt["labels"]
-        snapshots = {k: v.numpy() for k, v in ckpt["snapshots"].items()}
-        artifacts = {k: v.numpy() for k, v in ckpt["artifacts"].items()}
+        snapshots = {k: v.cpu().numpy() for k, v in ckpt["snapshots"].items()}
+        artifacts = {k: v.cpu().numpy() for k, v in ckpt["artifacts"].items()}
         resumed_from = state["step"]
 
     def save_checkpoint() -> None:
