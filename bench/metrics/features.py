@@ -100,7 +100,17 @@ def _shift(x: Tensor, pixels: int, gen: torch.Generator) -> Tensor:
 
 
 def train_classifier(log=print) -> tuple[dict, float]:
-    """Train the LeNet of ``RECIPE``; returns (state_dict, held-out accuracy)."""
+    """Train the LeNet of ``RECIPE`` on one thread (bit-reproducible on a given platform: a thread count
+    changes floating-point summation order); returns (state_dict, held-out accuracy)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_classifier(log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_classifier(log) -> tuple[dict, float]:
     from bench.data.images import mnist_arrays
 
     train_x, train_y, test_x, test_y = mnist_arrays("t10k")
