@@ -44,4 +44,5 @@ def check_available(block: dict) -> None:
     if locate is not None:
         locate(entry.params.model_validate({k: v for k, v in block.items() if k != "name"}))
 
+
 from bench.data import images, toy  # noqa: E402,F401  (registers the data sets)
