@@ -9,8 +9,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from bench.data import DATASETS, DataNotFound, check_available
 from bench.data.images import mnist_arrays, resize_uint8
-from bench.metrics.features import (INCEPTION, INCEPTION_ENV, LENET, LENET_STACKED, MIN_ACCURACY, cache_dir,
-                                    classifier_info, classify, inception_weights, resolve_feature_space)
+from bench.metrics.features import (FEATURE_SPACES, INCEPTION, INCEPTION_ENV, LENET, LENET_STACKED, MIN_ACCURACY,
+                                    cache_dir, classifier_info, classify, inception_weights, resolve_feature_space)
 from bench.metrics.fidelity import fidelity_metrics
 from bench.metrics.modes import stacked_mode_metrics
 
@@ -58,7 +58,7 @@ def test_fid_small_for_real_data_large_for_noise(mnist):
 def test_real_statistics_are_cached(mnist):
     real = mnist.reference(600)
     first = fidelity_metrics(mnist.sample(600), real, MNIST, LENET, {"fid"})
-    cached = list((cache_dir() / "fidelity").glob(f"ganbench-mnist-*-n600-w{first['feature_weights']}-{LENET}-*"))
+    cached = list((cache_dir() / "fidelity").glob(f"ganbench*-mnist-*-n600-w{first['feature_weights']}-{LENET}-*"))
     assert cached, "real-data features/statistics not cached per (data set, feature space, n)"
     again = fidelity_metrics(mnist.sample(600), real, MNIST, LENET, {"fid"})
     assert again["fid"] != first["fid"]  # generated side recomputed, real side from the cache
@@ -107,6 +107,14 @@ def test_auto_uses_inception_when_its_weights_are_present(mnist):
     far = fidelity_metrics(noise, real, MNIST, "auto", {"fid"})
     assert same["feature_space"] == far["feature_space"] == INCEPTION and "feature_weights" not in same
     assert same["fid"] < far["fid"] / 3
+
+
+def test_spec_accepts_exactly_the_known_feature_spaces():
+    from typing import get_args
+
+    from bench.spec import EvalConfig
+
+    assert set(get_args(EvalConfig.model_fields["feature_space"].annotation)) == set(FEATURE_SPACES)
 
 
 def test_classifier_weights_and_accuracy_are_recorded():

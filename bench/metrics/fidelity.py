@@ -8,7 +8,8 @@ space as the ``feature_space`` label, and values from different feature spaces a
 compare and aggregate them only within one ``feature_space``.
 
 Real-data features and FID statistics are cached by torch-fidelity under ``$BENCH_CACHE/fidelity``, named
-by (data set config, n, feature space, and the classifier's weights hash for the classifier spaces); image
+by (bench version, data set config, n, feature space, and the classifier's weights hash for the classifier
+spaces); image
 data sets' reference samples are the same for every seed, so every cell of a data set shares them.
 """
 
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+import bench
 from bench.configdict import short_hash
 from bench.metrics import METRICS, Column, EvalContext
 
@@ -63,7 +65,7 @@ def fidelity_metrics(
 
     space, weights = resolve_feature_space(feature_space, dataset["name"])
     n = len(real)
-    cache_name = f"ganbench-{dataset['name']}-{short_hash(dataset)}-n{n}"
+    cache_name = f"ganbench{bench.__version__}-{dataset['name']}-{short_hash(dataset)}-n{n}"
     labels = {"feature_space": space}
     subset = min(1000, n, len(generated))  # KID's standard subset size, or all samples when fewer
     if space != INCEPTION:
