@@ -56,6 +56,28 @@ def fail(message: str) -> int:
     return 2
 
 
+def unavailable(args: argparse.Namespace, spec, cells: list[Cell]) -> str | None:
+    """Why this machine cannot run the cells (a missing data set, no CUDA device), or None. Passes the
+    spec's ``data_root`` to the workers as ``$BENCH_DATA`` unless that is already set (it wins)."""
+    from bench.configdict import canonical_json
+    from bench.data import DataNotFound, check_available
+    from bench.data.images import DATA_ENV
+
+    if spec.data_root and not os.environ.get(DATA_ENV):
+        os.environ[DATA_ENV] = str((Path(args.spec).parent / spec.data_root).resolve())
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "--device cuda: no CUDA device is available here; use --device auto or cpu"
+    try:
+        for block in {canonical_json(c.config["dataset"]): c.config["dataset"] for c in cells}.values():
+            check_available(block)
+    except DataNotFound as e:
+        return str(e)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -85,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         console.print(cells_table(cells, store.done_cells(study_dir)))
         return 0
+    problem = unavailable(args, spec, cells)
+    if problem:
+        return fail(problem)
 
     def waiting(holder: str) -> None:
         print(f"{study_dir} is being run by {holder}; waiting for it to finish (Ctrl-C to stop)", file=sys.stderr)

@@ -67,6 +67,10 @@ class EvalConfig(Params):
     mode_min_count: int = Field(1, ge=1, description="high-quality samples a mode needs to count as captured")
     w1_samples: int = Field(1000, gt=0, description="points per side for the exact W1 (cost grows as n^3)")
     snapshot_samples: int = Field(64, ge=0, description="generated samples kept at each evaluation (sample grids)")
+    feature_space: Literal["auto", "inception-v3-compat", "lenet-mnist", "lenet-stacked-mnist"] = Field(
+        "auto", description="image metrics' feature space; auto: Inception if its weights are on this machine, "
+        "else the data set's classifier (recorded per row as feature_space)"
+    )
 
 
 # section -> (registry, the key naming the component, default component)
@@ -187,6 +191,10 @@ class Spec(BaseModel):
 
     name: str = Field(pattern=_STUDY_NAME, description="study name: results go to results/<name>/")
     description: str = ""
+    data_root: str | None = Field(
+        None, description="directory of the image data sets, relative to the spec file; $BENCH_DATA overrides it. "
+        "A machine setting: not part of any cell's config or cell_id"
+    )
     base: dict[str, Any]
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     matrix: dict[str, list[Any]] | None = None

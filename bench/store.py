@@ -4,6 +4,7 @@ Layout of ``results/<study>/`` (DESIGN.md section 5)::
 
     cells/<cell_id>.parquet    one row of the runs table + that cell's curves (a nested column)
     samples/<cell_id>.npz      final generated samples ("samples") and per-evaluation snapshots
+    samples/<cell_id>/iter_<generator_iter>.png  image snapshots as PNG grids (image data sets)
     artifacts/<cell_id>.npz    arrays metrics produced ("<name>@<generator_iter>", e.g. value surfaces)
     ckpt/<cell_id>.pt          checkpoints (train.checkpoint_every)
     runs.parquet, curves.parquet  merged tables, rewritten after every run
@@ -35,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import bench
+from bench import grids
 from bench.configdict import canonical_json, flatten
 
 CURVE_TYPE = pa.list_(
@@ -130,6 +132,10 @@ def write_cell(study_dir: Path, cell, result, prov: dict[str, str], extra: dict[
         if result.samples is not None:
             arrays["samples"] = result.samples
         _atomic_write(study_dir / "samples" / f"{cell.cell_id}.npz", lambda f: np.savez_compressed(f, **arrays))
+    for step, snapshot in result.snapshots.items():  # image samples: one PNG grid per evaluation
+        if grids.is_image_batch(snapshot):
+            _atomic_write(study_dir / "samples" / cell.cell_id / f"iter_{step:08d}.png",
+                          lambda f, g=grids.image_grid(snapshot): grids.write_png(f, g))
     if result.artifacts:
         _atomic_write(study_dir / "artifacts" / f"{cell.cell_id}.npz",
                       lambda f: np.savez_compressed(f, **result.artifacts))
