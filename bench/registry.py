@@ -22,7 +22,7 @@ T = TypeVar("T")
 class Params(BaseModel):
     """Base of every component's options: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NoParams(Params):

@@ -17,6 +17,7 @@ from rich.table import Table
 from bench.spec import Cell, SpecError, load
 
 EXECUTORS = ["local", "ray"]
+CELL_LIMIT = 1000  # more cells than this need --yes
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,11 +26,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", help="studies go to RESULTS_DIR/<name>/ (default: results)")
     p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: one per core)")
     p.add_argument("--executor", choices=EXECUTORS, default="local")
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster address, e.g. HEAD:6379 (with --executor ray; default: a local Ray instance)")
+    p.add_argument("--retries", type=int, default=2, help="times a cell whose worker died is retried (default: 2)")
     p.add_argument("--cell-timeout", type=float, default=None, help="seconds before a cell is stopped as 'timeout'")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--dry-run", action="store_true", help="print the cells and exit")
-    p.add_argument("--yes", action="store_true", help="run very large matrices without asking")
+    p.add_argument("--yes", action="store_true", help=f"run matrices of more than {CELL_LIMIT} cells")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -53,6 +56,28 @@ def fail(message: str) -> int:
     return 2
 
 
+def unavailable(args: argparse.Namespace, spec, cells: list[Cell]) -> str | None:
+    """Why this machine cannot run the cells (a missing data set, no CUDA device), or None. Passes the
+    spec's ``data_root`` to the workers as ``$BENCH_DATA`` unless that is already set (it wins)."""
+    from bench.configdict import canonical_json
+    from bench.data import DataNotFound, check_available
+    from bench.data.images import DATA_ENV
+
+    if spec.data_root and not os.environ.get(DATA_ENV):
+        os.environ[DATA_ENV] = str((Path(args.spec).parent / spec.data_root).resolve())
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "--device cuda: no CUDA device is available here; use --device auto or cpu"
+    try:
+        for block in {canonical_json(c.config["dataset"]): c.config["dataset"] for c in cells}.values():
+            check_available(block)
+    except DataNotFound as e:
+        return str(e)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -61,7 +86,18 @@ def main(argv: list[str] | None = None) -> int:
             raise SpecError("--workers", "must be >= 1")
         if args.cell_timeout is not None and args.cell_timeout <= 0:
             raise SpecError("--cell-timeout", "must be > 0")
+        if args.retries < 0:
+            raise SpecError("--retries", "must be >= 0")
+        if args.ray_address is not None and args.executor != "ray":
+            raise SpecError("--ray-address", "needs --executor ray")
+        if args.executor == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise SpecError("--executor", "ray is not installed (pip install 'ganbench[ray]')") from None
         spec, cells = load(args.spec)
+        if len(cells) > CELL_LIMIT and not args.yes:
+            raise SpecError("", f"{len(cells)} cells (more than {CELL_LIMIT}); pass --yes to run them", args.spec)
     except SpecError as e:
         return fail(str(e))
 
@@ -71,21 +107,53 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         console.print(cells_table(cells, store.done_cells(study_dir)))
         return 0
+    problem = unavailable(args, spec, cells)
+    if problem:
+        return fail(problem)
+
+    def waiting(holder: str) -> None:
+        print(f"{study_dir} is being run by {holder}; waiting for it to finish (Ctrl-C to stop)", file=sys.stderr)
+
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(study_dir, os.W_OK):
             raise PermissionError(f"{study_dir}: results directory is not writable")
-        (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
+        with store.study_lock(study_dir, on_wait=waiting):  # one run of a study at a time
+            return _run_locked(args, spec, cells, study_dir, console)
     except OSError as e:
         return fail(f"{args.results_dir}: cannot write results ({e})")
+    except KeyboardInterrupt:
+        print("interrupted; finished cells are stored, run again to resume", file=sys.stderr)
+        return 1
 
-    if args.executor == "ray":
-        return fail("--executor: the ray executor is not available yet")
-    from bench.scheduler import run_local
 
-    report = run_local(cells, study_dir, workers=args.workers, cell_timeout=args.cell_timeout,
-                       device=args.device, progress=not args.quiet)
-    tables = store.write_merged(study_dir)
+def _run_locked(args, spec, cells, study_dir: Path, console: Console) -> int:
+    """The run proper, while this process holds the study's lock."""
+    from bench import store
+    from bench.scheduler import ExecutorError, run_local, run_ray
+
+    store.remove_stale_temp_files(study_dir)
+    (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
+    for problem in store.scan(study_dir)[1]:
+        print(f"warning: {problem}; that cell will be trained again", file=sys.stderr)
+    options = dict(workers=args.workers, cell_timeout=args.cell_timeout, device=args.device,
+                   progress=not args.quiet, retries=args.retries)
+    try:
+        if args.executor == "ray":
+            report = run_ray(cells, study_dir, address=args.ray_address, **options)
+        else:
+            report = run_local(cells, study_dir, **options)
+    except ExecutorError as e:
+        return fail(str(e))
+    if report.store_error:
+        print(f"error: {report.store_error}; everything stored before is intact ({len(report.ran)} cells of this "
+              "run), run again to resume once results can be written", file=sys.stderr)
+        return 1
+    try:
+        tables = store.write_merged(study_dir)
+    except OSError as e:
+        print(f"error: cannot write the merged tables of {study_dir} ({e}); the cell files are intact", file=sys.stderr)
+        return 1
     from bench.summary import print_summary
 
     runs = tables["runs"]
@@ -98,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     bad = [cid for cid, s in report.statuses.items() if s in ("failed", "timeout")]
     if bad:
-        print(f"{len(bad)} cells failed or timed out; see the 'error' column of {study_dir / 'runs.parquet'}", file=sys.stderr)
+        print(f"{len(bad)} cells failed or timed out; see the 'error' column of {study_dir / 'runs.parquet'}",
+              file=sys.stderr)
         return 1
     return 0
 

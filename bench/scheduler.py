@@ -1,9 +1,12 @@
 """Executors: run cells, store each result as it arrives, skip what is already stored.
 
-The local executor runs cells in worker processes (pebble's process pool: a cell past ``cell_timeout`` has
-its worker killed and replaced). Only the driver writes results, one atomic file per cell, so Ctrl-C or
-SIGTERM loses nothing that finished. An exception inside a cell becomes a ``failed`` row with its traceback;
-a NaN/inf becomes ``diverged``; the rest of the matrix goes on.
+``run_local`` runs cells in worker processes (pebble's process pool: a cell past ``cell_timeout`` has its
+worker killed and replaced); ``run_ray`` runs each cell as a Ray task, on a local Ray instance or a cluster.
+Either way only the driver writes results, one atomic file per cell, so Ctrl-C, SIGTERM or SIGKILL of the
+driver loses nothing that finished. An exception inside a cell becomes a ``failed`` row with its traceback;
+a NaN/inf becomes ``diverged``; a worker that dies (killed, out of memory, node lost) is retried
+``retries`` times - from the cell's last checkpoint - then recorded ``failed``; the rest of the matrix
+goes on. If results can no longer be written (disk full), the run stops: ``RunReport.store_error``.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
+import threading
+import time
 import traceback
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +39,15 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)  # cell_id -> status of this run's cells
     interrupted: bool = False
+    store_error: str | None = None  # results could not be written (e.g. disk full): the run stopped
+
+
+class ExecutorError(Exception):
+    """The executor cannot start (Ray cluster unreachable, no GPU in it): nothing ran."""
+
+
+class _StoreFailed(Exception):
+    pass
 
 
 def default_workers(n_cells: int) -> int:
@@ -53,6 +69,15 @@ def _init_worker(threads: int) -> None:
 
     torch.set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C means
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose driver was killed stops at once, instead of training on unseen and writing
+    checkpoints beside the next run of the study."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def run_cell(cell: Cell, device: str, checkpoint: Path | None, on_eval=None) -> RunResult:
@@ -76,6 +101,27 @@ class _Terminate(Exception):
     pass
 
 
+def _split(cells: list[Cell], study_dir: Path, report: RunReport) -> list[Cell]:
+    """The cells still to run; the stored ones go to ``report.skipped``."""
+    done = store.done_cells(study_dir)
+    report.skipped = [c.cell_id for c in cells if c.cell_id in done]
+    return [c for c in cells if c.cell_id not in done]
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[last]}"), disable=not enabled)
+
+
+def _record(study_dir: Path, cell: Cell, result: RunResult, prov: dict, report: RunReport) -> None:
+    try:
+        store.write_cell(study_dir, cell, result, prov)
+    except OSError as err:
+        raise _StoreFailed(f"cannot store cell {cell.cell_id} in {study_dir}: {err}") from None
+    report.ran.append(cell.cell_id)
+    report.statuses[cell.cell_id] = result.status
+
+
 def run_local(
     cells: list[Cell],
     study_dir: Path,
@@ -84,51 +130,58 @@ def run_local(
     cell_timeout: float | None = None,
     device: str = "cpu",
     progress: bool = True,
+    retries: int = 2,
 ) -> RunReport:
     """Run every cell of ``cells`` not yet stored under ``study_dir``; store each as it finishes."""
     study_dir = Path(study_dir)
     report = RunReport()
-    done = store.done_cells(study_dir)
-    todo = []
-    for cell in cells:
-        (report.skipped if cell.cell_id in done else todo).append(cell)
-    report.skipped = [c.cell_id for c in report.skipped]
+    todo = _split(cells, study_dir, report)
     if not todo:
         return report
     device = resolve_device(device)
     workers = workers or default_workers(len(todo))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    # torch threads per worker: OMP_NUM_THREADS where set (a shared machine), else the cores split evenly
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, (os.cpu_count() or 1) // workers)
     prov = store.provenance()
 
     previous = signal.signal(signal.SIGTERM, _raise_terminate)
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[last]}"), disable=not progress)
+    bar = _progress(progress)
     pool = ProcessPool(max_workers=workers, initializer=_init_worker, initargs=(threads,),
                        context=multiprocessing.get_context("spawn"))
+
+    def schedule(cell: Cell):
+        return pool.schedule(run_cell, args=(cell, device, store.checkpoint_path(study_dir, cell.cell_id)),
+                             timeout=cell_timeout)
+
+    deaths = dict.fromkeys((c.cell_id for c in todo), 0)
     try:
         with bar:
             task = bar.add_task(f"{todo[0].study}", total=len(todo), last="")
-            futures = {
-                pool.schedule(run_cell, args=(c, device, store.checkpoint_path(study_dir, c.cell_id)), timeout=cell_timeout): c
-                for c in todo
-            }
-            for future in as_completed(futures):
-                cell = futures[future]
-                try:
-                    result = future.result()
-                except FutureTimeout:
-                    result = _lost("timeout", f"cell exceeded --cell-timeout {cell_timeout} s")
-                except ProcessExpired as err:
-                    result = _lost("failed", f"worker process died: {err}")
-                except Exception:  # pebble-level failures (e.g. unpicklable result)
-                    result = _lost("failed", traceback.format_exc())
-                store.write_cell(study_dir, cell, result, prov)
-                report.ran.append(cell.cell_id)
-                report.statuses[cell.cell_id] = result.status
-                bar.update(task, advance=1, last=f"{cell.cell_id} {result.status}")
+            pending = {schedule(c): c for c in todo}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    cell = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except FutureTimeout:
+                        result = _lost("timeout", f"cell exceeded --cell-timeout {cell_timeout} s")
+                    except ProcessExpired as err:
+                        deaths[cell.cell_id] += 1
+                        if deaths[cell.cell_id] <= retries:  # resumes from its last checkpoint
+                            pending[schedule(cell)] = cell
+                            continue
+                        result = _lost("failed", f"worker process died {deaths[cell.cell_id]} times: {err}")
+                    except Exception:  # pebble-level failures (e.g. unpicklable result)
+                        result = _lost("failed", traceback.format_exc())
+                    _record(study_dir, cell, result, prov, report)
+                    bar.update(task, advance=1, last=f"{cell.cell_id} {result.status}")
         pool.close()
     except (KeyboardInterrupt, _Terminate):
         report.interrupted = True
+        pool.stop()
+    except _StoreFailed as err:
+        report.store_error = str(err)
         pool.stop()
     finally:
         pool.join()
@@ -138,3 +191,118 @@ def run_local(
 
 def _raise_terminate(signum, frame):
     raise _Terminate()
+
+
+RAY_CPUS_PER_CELL = 1
+
+
+def _ray_cell(cell: Cell, device: str, checkpoint: Path) -> RunResult:
+    """The body of one Ray task: as many torch threads as the task has CPUs."""
+    import torch
+
+    torch.set_num_threads(RAY_CPUS_PER_CELL)
+    return run_cell(cell, device, checkpoint)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a wrong address (Ray itself keeps retrying an unreachable one for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as err:
+        reason = err.strerror or err
+        raise ExecutorError(f"--ray-address {address}: no Ray cluster reachable there ({reason})") from None
+
+
+def run_ray(
+    cells: list[Cell],
+    study_dir: Path,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    cell_timeout: float | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    retries: int = 2,
+) -> RunReport:
+    """Run every cell not yet stored as a Ray task; the driver (this process) stores each result.
+
+    ``address``: a running cluster (``ray start --head`` prints it); None starts a local Ray instance for
+    this run. Each task declares 1 CPU, plus 1 GPU when cells run on ``cuda`` (``device="auto"``: cuda if
+    the cluster has GPUs). At most ``workers`` cells are in flight (default: as many as the cluster's
+    CPUs, or GPUs, hold), so a cell's ``cell_timeout`` counts from about when it starts; a cell past it
+    is cancelled (its worker killed) and stored as ``timeout``. A worker that dies is retried ``retries``
+    times by Ray; with a shared file system the retry resumes from the cell's checkpoint.
+    """
+    import ray
+    import ray.exceptions
+
+    study_dir = Path(study_dir).resolve()  # workers, maybe on other machines, get absolute checkpoint paths
+    report = RunReport()
+    todo = _split(cells, study_dir, report)
+    if not todo:
+        return report
+    if address:
+        _check_reachable(address)
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                     logging_level="WARNING")
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise ExecutorError(f"--ray-address {address}: cannot connect to Ray ({err})") from None
+    previous = signal.signal(signal.SIGTERM, _raise_terminate)
+    pending: dict = {}  # ObjectRef -> (cell, deadline)
+    try:
+        resources = ray.cluster_resources()
+        if device == "auto":
+            device = "cuda" if resources.get("GPU", 0) >= 1 else "cpu"
+        gpus = 1 if device == "cuda" else 0
+        slot = "GPU" if gpus else "CPU"
+        if resources.get(slot, 0) < 1:
+            raise ExecutorError(f"--device {device}: the Ray cluster has no {slot} ({resources})")
+        slots = workers or int(resources[slot])
+        remote_cell = ray.remote(_ray_cell)
+        prov = store.provenance()
+        queue = deque(todo)
+        with _progress(progress) as bar:
+            task = bar.add_task(f"{todo[0].study} (ray)", total=len(todo), last="")
+            while queue or pending:
+                while queue and len(pending) < slots:
+                    cell = queue.popleft()
+                    ref = remote_cell.options(  # named in Ray task listings and process titles
+                        name=f"bench-cell-{cell.cell_id}", num_cpus=RAY_CPUS_PER_CELL, num_gpus=gpus,
+                        max_retries=retries, retry_exceptions=False,
+                    ).remote(cell, device, store.checkpoint_path(study_dir, cell.cell_id))
+                    pending[ref] = (cell, time.monotonic() + cell_timeout if cell_timeout else None)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                finished = []
+                for ref in ready:
+                    cell, _ = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as err:  # worker died past its retries, node lost, ...
+                        result = _lost("failed", f"{type(err).__name__}: {err}")
+                    finished.append((cell, result))
+                now = time.monotonic()
+                for ref, (cell, deadline) in list(pending.items()):
+                    if deadline is not None and now > deadline:
+                        ray.cancel(ref, force=True)
+                        del pending[ref]
+                        finished.append((cell, _lost("timeout", f"cell exceeded --cell-timeout {cell_timeout} s")))
+                for cell, result in finished:
+                    _record(study_dir, cell, result, prov, report)
+                    bar.update(task, advance=1, last=f"{cell.cell_id} {result.status}")
+    except (KeyboardInterrupt, _Terminate):
+        report.interrupted = True
+    except _StoreFailed as err:
+        report.store_error = str(err)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        signal.signal(signal.SIGTERM, previous)
+        if started_here:
+            ray.shutdown()
+    return report

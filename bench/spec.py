@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.configdict import MISSING, canonical_json, get_dotted, set_dotted, short_hash
 from bench.data import DATASETS
@@ -66,6 +67,10 @@ class EvalConfig(Params):
     mode_min_count: int = Field(1, ge=1, description="high-quality samples a mode needs to count as captured")
     w1_samples: int = Field(1000, gt=0, description="points per side for the exact W1 (cost grows as n^3)")
     snapshot_samples: int = Field(64, ge=0, description="generated samples kept at each evaluation (sample grids)")
+    feature_space: Literal["auto", "inception-v3-compat", "lenet-mnist", "lenet-stacked-mnist"] = Field(
+        "auto", description="image metrics' feature space; auto: Inception if its weights are on this machine, "
+        "else the data set's classifier (recorded per row as feature_space)"
+    )
 
 
 # section -> (registry, the key naming the component, default component)
@@ -186,12 +191,24 @@ class Spec(BaseModel):
 
     name: str = Field(pattern=_STUDY_NAME, description="study name: results go to results/<name>/")
     description: str = ""
+    data_root: str | None = Field(
+        None, description="directory of the image data sets, relative to the spec file; $BENCH_DATA overrides it. "
+        "A machine setting: not part of any cell's config or cell_id"
+    )
     base: dict[str, Any]
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     matrix: dict[str, list[Any]] | None = None
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     include: list[dict[str, Any]] = Field(default_factory=list)
     search: dict[str, Any] | None = Field(None, description="Optuna search of bench.tune (validated by bench.search)")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seeds repeat {repeated}: each seed is one run of every config")
+        return seeds
 
 
 @dataclass(frozen=True)
@@ -213,6 +230,9 @@ class Cell:
         return short_hash({"config": self.config, "seed": self.seed})
 
 
+MAX_CELLS = 100_000  # a spec expanding to more is refused outright (split the study)
+
+
 def _variants(spec: Spec) -> list[dict]:
     """The override dicts of the matrix's cartesian product, minus nothing yet (excludes need the configs)."""
     if spec.matrix is None:
@@ -222,6 +242,9 @@ def _variants(spec: Spec) -> list[dict]:
     for path, values in spec.matrix.items():
         if not values:
             raise SpecError(f"matrix.{path}", "empty list of values")
+    n_cells = math.prod(len(v) for v in spec.matrix.values()) * len(spec.seeds)
+    if n_cells > MAX_CELLS:
+        raise SpecError("matrix", f"{n_cells} cells; at most {MAX_CELLS} per study (split it into several)")
     keys = list(spec.matrix)
     return [dict(zip(keys, combo)) for combo in itertools.product(*spec.matrix.values())]
 
@@ -283,22 +306,66 @@ def parse_spec(data: Any) -> Spec:
         raise _first_error(err, "") from None
 
 
+MAX_YAML_NODES = 100_000  # values in a spec after expanding aliases: a YAML alias bomb stops here
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data only: no tags that construct objects or run code), which also
+    refuses a mapping with a repeated key instead of silently keeping the last value."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"repeated key {key_node.value!r}",
+                                                            key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_size(data: Any) -> None:
+    """Count values as if every alias were written out; stop past ``MAX_YAML_NODES`` (alias bombs and
+    recursive aliases both get there quickly)."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise SpecError("", f"more than {MAX_YAML_NODES} values once aliases are expanded (an alias bomb?)")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def read_yaml(path: str | Path) -> Any:
     """Safe-load one YAML document; a missing file or bad YAML is a one-line ``SpecError``."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError("", "file not found", str(path)) from None
+    except UnicodeDecodeError as err:
+        raise SpecError("", f"not UTF-8 text (byte {err.start})", str(path)) from None
     except OSError as err:
         raise SpecError("", f"cannot read: {err.strerror}", str(path)) from None
     try:
-        return yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SpecLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = ", ".join(filter(None, [getattr(err, "context", None), getattr(err, "problem", None)]))
+        problem = problem or str(err).splitlines()[0]
         raise SpecError("", f"invalid YAML: {where}{problem}", str(path)) from None
+    except RecursionError:
+        raise SpecError("", "invalid YAML: nested too deeply", str(path)) from None
+    try:
+        _check_size(data)
+    except SpecError as err:
+        raise err.in_file(path) from None
+    return data
 
 
 def load(path: str | Path) -> tuple[Spec, list[Cell]]:

@@ -4,17 +4,22 @@ Layout of ``results/<study>/`` (DESIGN.md section 5)::
 
     cells/<cell_id>.parquet    one row of the runs table + that cell's curves (a nested column)
     samples/<cell_id>.npz      final generated samples ("samples") and per-evaluation snapshots
+    samples/<cell_id>/iter_<generator_iter>.png  image snapshots as PNG grids (image data sets)
     artifacts/<cell_id>.npz    arrays metrics produced ("<name>@<generator_iter>", e.g. value surfaces)
     ckpt/<cell_id>.pt          checkpoints (train.checkpoint_every)
     runs.parquet, curves.parquet  merged tables, rewritten after every run
     spec.yaml                  the spec of the last run
+    .lock, .lock.owner         held by the one process running the study (``study_lock``)
 
 A cell file appears only complete (temp file + fsync + rename), so a killed run never leaves a half-written
-result, and a cell with a file is done: resume skips it. ``load(path)`` returns ``{"runs", "curves"}``.
+result, and a cell with a readable file is done: resume skips it. Cell files carry parquet page checksums,
+so damage is detected on reading (``scan``) and that cell counts as not done. ``load(path)`` returns
+``{"runs", "curves"}``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -22,14 +27,16 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
+import filelock
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 import bench
+from bench import grids
 from bench.configdict import canonical_json, flatten
 
 CURVE_TYPE = pa.list_(
@@ -102,6 +109,7 @@ def runs_row(cell, result, prov: dict[str, str], extra: dict[str, Any] | None = 
         "status": result.status,
         "error": result.error,
         "diverged_at": result.diverged_at,
+        "resumed_from": result.resumed_from,
         "started_at": result.started_at,
         "wall_s": result.wall_s,
         "train_s": result.train_s,
@@ -124,6 +132,10 @@ def write_cell(study_dir: Path, cell, result, prov: dict[str, str], extra: dict[
         if result.samples is not None:
             arrays["samples"] = result.samples
         _atomic_write(study_dir / "samples" / f"{cell.cell_id}.npz", lambda f: np.savez_compressed(f, **arrays))
+    for step, snapshot in result.snapshots.items():  # image samples: one PNG grid per evaluation
+        if grids.is_image_batch(snapshot):
+            _atomic_write(study_dir / "samples" / cell.cell_id / f"iter_{step:08d}.png",
+                          lambda f, g=grids.image_grid(snapshot): grids.write_png(f, g))
     if result.artifacts:
         _atomic_write(study_dir / "artifacts" / f"{cell.cell_id}.npz",
                       lambda f: np.savez_compressed(f, **result.artifacts))
@@ -132,18 +144,26 @@ def write_cell(study_dir: Path, cell, result, prov: dict[str, str], extra: dict[
     curves = [{"generator_iter": i, "train_s": t, "metric": k, "value": v} for i, t, k, v in result.curves]
     table = table.append_column("curves", pa.array([curves], type=CURVE_TYPE))
     path = cell_path(study_dir, cell.cell_id)
-    _atomic_write(path, lambda f: pq.write_table(table, f))
+    _atomic_write(path, lambda f: pq.write_table(table, f, write_page_checksum=True))
     return path
+
+
+def _checked_table(path: Path) -> pa.Table:
+    """A cell file read in full with its page checksums verified; ``CorruptCell`` if anything is off."""
+    try:
+        table = pq.read_table(path, page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as err:
+        raise CorruptCell(f"{path}: unreadable cell file ({' '.join(str(err).split())})") from None
+    if table.num_rows != 1 or "curves" not in table.column_names or "cell_id" not in table.column_names:
+        raise CorruptCell(f"{path}: not a cell file (rows={table.num_rows})")
+    if table.column("cell_id")[0].as_py() != Path(path).stem:
+        raise CorruptCell(f"{path}: holds cell {table.column('cell_id')[0].as_py()!r}, not {Path(path).stem!r}")
+    return table
 
 
 def read_cell(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One cell file as (runs row, curves); ``CorruptCell`` if it cannot be read."""
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as err:
-        raise CorruptCell(f"{path}: unreadable cell file ({err})") from None
-    if table.num_rows != 1 or "curves" not in table.column_names:
-        raise CorruptCell(f"{path}: not a cell file (rows={table.num_rows})")
+    table = _checked_table(path)
     nested = table.column("curves").combine_chunks()
     runs = table.drop_columns(["curves"]).to_pandas()
     curves = pa.Table.from_struct_array(nested.flatten()).to_pandas() if len(nested.flatten()) else pd.DataFrame(
@@ -154,15 +174,20 @@ def read_cell(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs, curves
 
 
+def _cell_files(study_dir: Path) -> list[Path]:
+    return sorted((Path(study_dir) / "cells").glob("*.parquet"))
+
+
 def scan(study_dir: Path) -> tuple[list[Path], list[str]]:
-    """Readable cell files and one message per corrupt one (a corrupt cell counts as not done)."""
+    """Readable cell files and one message per corrupt one (read in full and checksummed; a corrupt cell
+    counts as not done, so the next run trains it again and replaces the file)."""
     good, bad = [], []
-    for path in sorted((Path(study_dir) / "cells").glob("*.parquet")):
+    for path in _cell_files(study_dir):
         try:
-            pq.read_metadata(path)
+            _checked_table(path)
             good.append(path)
-        except (OSError, pa.ArrowException) as err:
-            bad.append(f"{path}: unreadable cell file ({err})")
+        except CorruptCell as err:
+            bad.append(str(err))
     return good, bad
 
 
@@ -188,10 +213,10 @@ def load(path: str | Path) -> dict[str, pd.DataFrame]:
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such study directory or parquet file")
     runs, curves = [], []
-    for p in scan(path)[0]:
+    for cell_file in _cell_files(path):
         try:
-            row, points = read_cell(p)
-        except CorruptCell:  # passed the metadata check, failed on the data: treat as not done
+            row, points = read_cell(cell_file)
+        except CorruptCell:  # a corrupt cell is not done: left out (``scan`` reports it)
             continue
         runs.append(row)
         curves.append(points)
@@ -205,3 +230,35 @@ def write_merged(study_dir: Path) -> dict[str, pd.DataFrame]:
     for name, df in tables.items():
         _atomic_write(study_dir / f"{name}.parquet", lambda f, df=df: df.to_parquet(f, index=False))
     return tables
+
+
+def remove_stale_temp_files(study_dir: Path) -> None:
+    """Delete temp files a killed writer left behind (call only while holding ``study_lock``)."""
+    for pattern in (".*.tmp", "*/.*.tmp"):
+        for tmp in Path(study_dir).glob(pattern):
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def study_lock(study_dir: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the lock of one study: one process at a time runs it, so no cell is trained or written twice.
+
+    A second process waits (calling ``on_wait`` once with a description of the holder) until the first
+    one is done, then resumes whatever is still missing. An OS file lock (``filelock``): released when its
+    holder exits, even by SIGKILL, so a crash never leaves a stale lock.
+    """
+    study_dir = Path(study_dir)
+    lock = filelock.FileLock(study_dir / ".lock")
+    owner = study_dir / ".lock.owner"
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        if on_wait is not None:
+            holder = owner.read_text().strip() if owner.exists() else "unknown process"
+            on_wait(holder)
+        lock.acquire()
+    try:
+        _atomic_write(owner, lambda f: f.write(f"pid {os.getpid()} on {socket.gethostname()}\n".encode()))
+        yield
+    finally:
+        lock.release()

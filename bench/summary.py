@@ -46,12 +46,22 @@ def quality_columns(runs: pd.DataFrame) -> list[str]:
     return out
 
 
+def label_columns(runs: pd.DataFrame) -> list[str]:
+    """Labels that say what a metric value means (the image metrics' ``feature_space``): values are only
+    aggregated and compared within one label value."""
+    return [c for c in ("feature_space",) if c in runs and runs[c].notna().any()]
+
+
 def by_config(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per config_id: the axes, seed count, status counts, and mean/std of each quality metric."""
-    axes, metrics = varying_columns(runs), quality_columns(runs)
+    """One row per config_id (and feature space): the axes, seed count, status counts, and mean/std of
+    each quality metric."""
+    axes, metrics, labels = varying_columns(runs), quality_columns(runs), label_columns(runs)
+    for label in labels:  # a failed seed has no label: count it with its config's (first) labelled rows
+        runs = runs.assign(**{label: runs.groupby("config_id")[label].transform(
+            lambda s: s.fillna(s.dropna().iloc[0]) if s.notna().any() else s)})
     rows = []
-    for config_id, group in runs.groupby("config_id", sort=False):
-        row = {"config_id": config_id, **{a: group[a].iloc[0] for a in axes}, "seeds": len(group)}
+    for key, group in runs.groupby(["config_id", *labels], sort=False, dropna=False):
+        row = {"config_id": key[0], **{a: group[a].iloc[0] for a in [*axes, *labels]}, "seeds": len(group)}
         row.update({s: int((group["status"] == s).sum()) for s in STATUSES})
         ok = group[group["status"] == "ok"]
         for m in metrics:
@@ -69,7 +79,7 @@ def _fmt(mean: float, std: float) -> str:
 
 
 def summary_table(runs: pd.DataFrame, title: str = "") -> Table:
-    axes, metrics = varying_columns(runs), quality_columns(runs)
+    axes, metrics = varying_columns(runs) + label_columns(runs), quality_columns(runs)
     agg = by_config(runs)
     table = Table(title=title, title_justify="left")
     for a in axes:

@@ -63,6 +63,7 @@ class RunResult:
     artifacts: dict[str, np.ndarray] = field(default_factory=dict)  # "<name>@<generator_iter>" -> array
     error: str | None = None
     diverged_at: int | None = None
+    resumed_from: int | None = None  # generator step of the checkpoint this run resumed from
 
 
 def build_component(registry, block: dict, key: str, *args):
@@ -131,6 +132,8 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
     eval_noise = torch.randn(ev["n_samples"], g_cfg["latent_dim"], generator=seeding.generator(seed, "eval"))
 
     state = {"step": 0, "train_s": 0.0, "curves": []}
+    samples, snapshots, final, labels, artifacts = None, {}, {}, {}, {}
+    resumed_from = None
     first_nonfinite = torch.tensor(-1, device=device)  # generator step of the first NaN/inf loss, -1: none
     if hooks.checkpoint_path is not None and hooks.checkpoint_path.exists():
         ckpt = torch.load(hooks.checkpoint_path, map_location=device, weights_only=True)
@@ -140,18 +143,33 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
         noise_rng.set_state(ckpt["noise_rng"].cpu())
         penalty_rng.set_state(ckpt["penalty_rng"].cpu())
         state = {"step": ckpt["step"], "train_s": ckpt["train_s"], "curves": [tuple(c) for c in ckpt["curves"]]}
+        final, labels = ckpt["final"], ckpt["labels"]
+        snapshots = {k: v.cpu().numpy() for k, v in ckpt["snapshots"].items()}
+        artifacts = {k: v.cpu().numpy() for k, v in ckpt["artifacts"].items()}
+        resumed_from = state["step"]
 
     def save_checkpoint() -> None:
-        hooks.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = hooks.checkpoint_path.with_suffix(".tmp")
-        torch.save(
-            {"generator": generator.state_dict(), "critic": critic.state_dict(),
-             "generator_opt": generator_opt.state_dict(), "critic_opt": critic_opt.state_dict(),
-             "dataset": dataset.state_dict(), "noise_rng": noise_rng.get_state(),
-             "penalty_rng": penalty_rng.get_state(), **state},
-            tmp,
-        )
-        os.replace(tmp, hooks.checkpoint_path)
+        """Everything the rest of the run depends on, as tensors and plain values (``weights_only`` loads
+        it); written to a temp file, fsynced and renamed, so a kill leaves the previous checkpoint intact."""
+        path = hooks.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(
+                    {"generator": generator.state_dict(), "critic": critic.state_dict(),
+                     "generator_opt": generator_opt.state_dict(), "critic_opt": critic_opt.state_dict(),
+                     "dataset": dataset.state_dict(), "noise_rng": noise_rng.get_state(),
+                     "penalty_rng": penalty_rng.get_state(), **state, "final": final, "labels": labels,
+                     "snapshots": {k: torch.as_tensor(v) for k, v in snapshots.items()},
+                     "artifacts": {k: torch.as_tensor(v) for k, v in artifacts.items()}},
+                    f,
+                )
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @torch.no_grad()
     def generated_samples() -> Tensor:
@@ -187,7 +205,6 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
 
     critic_loss = generator_loss = torch.tensor(math.nan)
     status: Status = "ok"
-    samples, snapshots, final, labels, artifacts = None, {}, {}, {}, {}
     step = state["step"]
     tick = time.perf_counter()
     while step < tr["generator_iters"]:
@@ -233,7 +250,7 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
         state["step"] = step
         if int(first_nonfinite) >= 0:
             return _result("diverged", step, started_at, t_start, state, final, samples, snapshots, labels,
-                           artifacts, diverged_at=int(first_nonfinite))
+                           artifacts, diverged_at=int(first_nonfinite), resumed_from=resumed_from)
         if is_eval:
             critic.requires_grad_(True)
             final, samples = evaluate(step, critic_loss, None if g_cfg["fixed"] else generator_loss)
@@ -246,11 +263,14 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
             status = "pruned"
             break
         tick = time.perf_counter()
-    return _result(status, step, started_at, t_start, state, final, samples, snapshots, labels, artifacts)
+    if samples is None and step == resumed_from:  # finished before its result was stored: regenerate
+        samples = generated_samples()
+    return _result(status, step, started_at, t_start, state, final, samples, snapshots, labels, artifacts,
+                   resumed_from=resumed_from)
 
 
 def _result(status, step, started_at, t_start, state, final, samples, snapshots, labels, artifacts,
-            diverged_at=None) -> RunResult:
+            diverged_at=None, resumed_from=None) -> RunResult:
     return RunResult(
         status=status,
         generator_iters=step,
@@ -264,4 +284,5 @@ def _result(status, step, started_at, t_start, state, final, samples, snapshots,
         labels=labels,
         artifacts=artifacts,
         diverged_at=diverged_at,
+        resumed_from=resumed_from,
     )

@@ -1,7 +1,8 @@
 """Regression report: a run's final metrics against a baseline's, config by config.
 
-Configs are matched on the study's axes (the config columns that vary within the run or the baseline), so
-a baseline keeps matching when the code adds an option with a default; any other config column that differs
+Configs are matched on the study's axes (the config columns that vary within the run or the baseline) and
+the feature space of image metrics, so a baseline keeps matching when the code adds an option with a
+default, and values from different feature spaces are never compared; any other config column that differs
 is listed. For every quality metric of the catalogue (``bench.metrics.column``: its direction and seed
 aggregation) present on either side:
 
@@ -27,7 +28,7 @@ from scipy import stats
 
 from bench import store
 from bench.metrics import column
-from bench.summary import config_columns, quality_columns, varying_columns
+from bench.summary import config_columns, label_columns, quality_columns, varying_columns
 from reports.stats import center
 from reports.study import describe
 
@@ -70,9 +71,20 @@ class Comparison:
 
 
 def _axes(run: pd.DataFrame, baseline: pd.DataFrame) -> list[str]:
+    """The match key: the axes of either side, and the feature space of image metrics (values measured in
+    different feature spaces are never compared)."""
     both = set(run.columns) & set(baseline.columns)
-    axes = dict.fromkeys([*varying_columns(run), *varying_columns(baseline)])
+    axes = dict.fromkeys([*varying_columns(run), *varying_columns(baseline), *label_columns(run),
+                          *label_columns(baseline)])
     return [a for a in axes if a in both]
+
+
+def _fill_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """A cell without a feature space (it failed before measuring) takes its config's, as in the summary."""
+    for label in label_columns(df):
+        df = df.assign(**{label: df.groupby("config_id")[label].transform(
+            lambda s: s.fillna(s.dropna().iloc[0]) if s.notna().any() else s)})
+    return df
 
 
 def _key(df: pd.DataFrame, axes: list[str]) -> pd.Series:
@@ -131,6 +143,7 @@ def _values(group: pd.DataFrame, metric: str) -> np.ndarray:
 def compare(run: pd.DataFrame, baseline: pd.DataFrame, *, rel_tol: float = 0.1, alpha: float = 0.05,
             run_name: str = "", baseline_name: str = "") -> Comparison:
     """Compare ``run`` with ``baseline`` (runs tables) config by config; see the module docstring."""
+    run, baseline = _fill_labels(run), _fill_labels(baseline)
     axes = _axes(run, baseline)
     run, baseline = run.assign(_key=_key(run, axes)), baseline.assign(_key=_key(baseline, axes))
     metrics = list(dict.fromkeys([*quality_columns(baseline), *quality_columns(run)]))

@@ -16,7 +16,7 @@ import yaml
 
 from bench import store
 from bench.metrics import METRICS, column
-from bench.summary import quality_columns, varying_columns
+from bench.summary import label_columns, quality_columns, varying_columns
 
 METHOD_PREFIXES = ("loss.", "optimizer.")
 _ARTIFACT = re.compile(r"^(?P<name>.+)@(?P<iter>\d+)$")
@@ -142,6 +142,16 @@ class Study:
 
     def curve_metrics(self) -> list[str]:
         return list(dict.fromkeys(self.curves["metric"]))
+
+    def feature_spaces(self) -> list[str]:
+        """The feature spaces the study's image metrics were measured in (``bench.summary.label_columns``)."""
+        return [str(v) for c in label_columns(self.runs) for v in self.runs[c].dropna().unique()]
+
+    def panels(self, metrics: list[str]) -> list[tuple[str, str | None]]:
+        """(metric, feature space) pairs to draw: with more than one feature space in the study, a metric
+        is split by it, so no panel or table row mixes values measured in different spaces."""
+        spaces = self.feature_spaces()
+        return [(m, s) for m in metrics for s in (spaces if len(spaces) > 1 else [None])]
 
     def quality_curve_metrics(self) -> list[str]:
         """Curve metrics the catalogue marks as quality measures, critics' own estimates left out."""

@@ -26,8 +26,11 @@ def toy_summary(study: Study, out: Path) -> Section:
     """Modes captured, high-quality fraction, W1 and every other quality metric per ablation axis: the
     figure of ``toy_clipping``, ``toy_optimizer``, ``toy_batchnorm`` and ``quickstart``."""
     metrics = study.quality_columns()
+    panels = study.panels(metrics)
+    split = any(space is not None for _, space in panels)  # several feature spaces: never mixed
     ok = study.ok
-    long = ok.melt(id_vars=["config_id", "seed", *study.axes], value_vars=metrics, var_name="metric", value_name="value")
+    ids = ["config_id", "seed", *study.axes, *(["feature_space"] if split else [])]
+    long = ok.melt(id_vars=ids, value_vars=metrics, var_name="metric", value_name="value")
     long["config"] = long["config_id"].map(study.labels)
     order = [study.labels[c] for c in study.config_order()]
 
@@ -40,9 +43,11 @@ def toy_summary(study: Study, out: Path) -> Section:
         x, hue, x_order, hue_order = "config", None, order, None
 
     cut = False
-    fig, axes = grid(len(metrics), 3, size=(max(3.6, 0.9 * len(x_order) + 1.5), 3.2))
-    for i, (ax, metric) in enumerate(zip(axes, metrics)):
+    fig, axes = grid(len(panels), 3, size=(max(3.6, 0.9 * len(x_order) + 1.5), 3.2))
+    for i, (ax, (metric, space)) in enumerate(zip(axes, panels)):
         d = long[long["metric"] == metric]
+        if space is not None:
+            d = d[d["feature_space"] == space]
         sns.pointplot(d, x=x, y="value", hue=hue, order=x_order, hue_order=hue_order, ax=ax, linestyle="none",
                       dodge=0.3 if hue else False, capsize=0.15, marker="D", legend=i == 0 and hue is not None,
                       **seaborn_args(metric))
@@ -50,7 +55,7 @@ def toy_summary(study: Study, out: Path) -> Section:
                       color=None if hue else "0.4", alpha=0.45, size=3, legend=False)
         cut |= fit_ylim(ax, d["value"])
         info = column(metric)
-        ax.set_title(f"{metric} ({'higher' if info.higher_is_better else 'lower'} is better)")
+        ax.set_title(f"{metric}{f' [{space}]' if space else ''} ({'higher' if info.higher_is_better else 'lower'} is better)")
         ax.set_xlabel(x if hue else "")
         ax.set_ylabel("")
         ax.tick_params(axis="x", rotation=30 if max(map(len, x_order)) > 8 else 0)
@@ -60,10 +65,10 @@ def toy_summary(study: Study, out: Path) -> Section:
                  + ("\nintervals wider than an axis are cut there; the table has them in full" if cut else ""))
     files = save(fig, out, "toy_summary")
 
-    data = summarize(long, ["config", "metric"])
+    data = summarize(long, ["config", "metric", *(["feature_space"] if split else [])])
     data["config"] = pd.Categorical(data["config"], order)
     data["metric"] = pd.Categorical(data["metric"], metrics)
-    data = data.sort_values(["config", "metric"]).reset_index(drop=True)
+    data = data.sort_values(["config", "metric"], kind="stable").reset_index(drop=True)
     return Section(
         key="toy_summary",
         title="Toy summary: quality per ablation axis",

@@ -12,13 +12,20 @@ import pandas as pd
 import seaborn as sns
 from scipy import stats
 
+from bench.grids import image_grid
 from bench.metrics import column
 from reports.section import FIGURES, Section, fit_ylim, grid, save
 from reports.stats import median_filter, seaborn_args
 from reports.study import Study, estimate_columns
 
 ESTIMATE_QUALITY = ("fid", "w1_exact", "modes_captured", "inception_score")  # second axis, first one measured
-MEDIAN_FILTER = 5  # evaluation points per running median of the estimate (the papers filter their curves)
+MEDIAN_FILTER = 5  # at most this many evaluation points per running median of the estimate (as the paper)
+
+
+def filter_size(n_points: int) -> int:
+    """The running-median window for a curve of ``n_points``: odd, about a quarter of it, at most
+    ``MEDIAN_FILTER``; 1 (no filtering) for short curves."""
+    return min(MEDIAN_FILTER, (n_points // 4) | 1)
 
 
 def _estimate_of(study: Study, cell_ids: set[str]) -> str | None:
@@ -52,9 +59,12 @@ def wgan_fig3_4_estimate_vs_quality(study: Study, out: Path) -> Section:
             continue
         est = study.curve(estimate)
         est = est[est["config_id"] == config_id].copy()
-        est["filtered"] = est.groupby("cell_id")["value"].transform(lambda v: median_filter(v.to_numpy(), MEDIAN_FILTER))
+        est["filtered"] = est.groupby("cell_id")["value"].transform(
+            lambda v: median_filter(v.to_numpy(), filter_size(len(v))))
         q = study.curve(quality)
         q = q[q["config_id"] == config_id]
+        if len(study.feature_spaces()) > 1:  # never mix feature spaces: the first one only
+            q = q[q["feature_space"] == study.feature_spaces()[0]]
         sns.lineplot(est, x="generator_iter", y="filtered", ax=ax, color="tab:blue", **seaborn_args(estimate))
         ax.set_ylabel(estimate, color="tab:blue")
         ax.set_xlabel("generator iterations")
@@ -92,8 +102,9 @@ def wgan_fig3_4_estimate_vs_quality(study: Study, out: Path) -> Section:
         description=(
             f"Per config: the critic's own estimate on held-out samples (blue: `w_estimate` = mean f(real) - mean "
             f"f(fake) for WGAN critics, WGAN Fig. 3; `js_estimate` = 1/2 L(D, g) + log 2 for a GAN discriminator, "
-            f"Fig. 4), each run median-filtered over {MEDIAN_FILTER} evaluations before the mean and 95% interval "
-            f"over seeds, and sample quality `{quality}` (orange, right axis). The paper's claim: the WGAN estimate "
+            f"Fig. 4), each run median-filtered (running median over about a quarter of its evaluations, at most "
+            f"{MEDIAN_FILTER}) before the mean and 95% interval over seeds, and sample quality `{quality}` "
+            f"(orange, right axis). The paper's claim: the WGAN estimate "
             f"falls as samples improve (it correlates with quality), the GAN's JS estimate does not, and a WGAN "
             f"that fails to train has a flat estimate. The table gives, per run, the Pearson r and Spearman rho "
             f"between the unfiltered estimate and `{quality}` over the evaluation steps, and `tracks_quality` = rho "
@@ -102,26 +113,12 @@ def wgan_fig3_4_estimate_vs_quality(study: Study, out: Path) -> Section:
         data=table,
         seeds=sorted(table["seed"].unique().tolist()) if len(table) else [],
         files=save(fig, out, "wgan_fig3_4_estimate_vs_quality"),
-        notes=["all runs with curves are drawn, diverged ones included (their curves stop where they diverged)"],
+        notes=["all runs with curves are drawn, diverged ones included (their curves stop where they diverged)"]
+        + ([f"quality in feature space `{study.feature_spaces()[0]}` only"] if len(study.feature_spaces()) > 1 else []),
     )
 
 
 # --------------------------------------------------------------------------------------------- Figs. 5-7
-
-
-def image_grid(images: np.ndarray, ncols: int = 8) -> np.ndarray:
-    """(n, C, H, W) images -> one (rows*H, ncols*W, C) array in [0, 1]; values in [-1, 1] are rescaled."""
-    x = images.astype(np.float32)
-    if x.min() < 0:
-        x = (x + 1) / 2
-    x = np.clip(x, 0, 1)
-    n, c, h, w = x.shape
-    rows = -(-n // ncols)
-    canvas = np.ones((c, rows * h + rows - 1, ncols * w + ncols - 1), dtype=np.float32)
-    for i, img in enumerate(x):
-        r, k = divmod(i, ncols)
-        canvas[:, r * (h + 1) : r * (h + 1) + h, k * (w + 1) : k * (w + 1) + w] = img
-    return canvas.transpose(1, 2, 0)
 
 
 @FIGURES.register("wgan_figs5_7_samples", applies=lambda study: study.trains_generator and study.has_samples())
@@ -137,6 +134,7 @@ def wgan_figs5_7_samples(study: Study, out: Path, n_images: int = 64, n_points: 
         if cell is not None:
             records.append({"row": study.label(config_id, row_axes), "column": study.label(config_id, col_axes),
                             "config": study.labels[config_id], "cell_id": cell["cell_id"], "seed": int(cell["seed"]),
+                            **({"feature_space": cell["feature_space"]} if study.feature_spaces() else {}),
                             **{m: cell[m] for m in quality}})
     data = pd.DataFrame(records)
     rows, columns = list(dict.fromkeys(data["row"])), list(dict.fromkeys(data["column"]))
@@ -159,8 +157,7 @@ def wgan_figs5_7_samples(study: Study, out: Path, n_images: int = 64, n_points: 
             ax.set(xlim=(lo[0] - pad[0], hi[0] + pad[0]), ylim=(lo[1] - pad[1], hi[1] + pad[1]), aspect="equal")
             shown.append(min(n_points, len(samples)))
         else:
-            img = image_grid(samples[:n_images])
-            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+            ax.imshow(image_grid(samples[:n_images], ncols=8))
             shown.append(min(n_images, len(samples)))
         ax.set(xticks=[], yticks=[])
         ax.set_title(f"{rec['column']}\n{rec['row']} (seed {rec['seed']})", fontsize=8)

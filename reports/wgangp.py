@@ -188,13 +188,6 @@ def wgangp_fig1b_gradient_norms_and_weights(study: Study, out: Path) -> Section:
 # ------------------------------------------------------------------------------------------------- Fig. 3
 
 
-def _panels(study: Study) -> list[tuple[str, str | None]]:
-    """(metric, feature space) pairs: a metric is never drawn across two feature spaces."""
-    spaces = study.runs["feature_space"].dropna().unique().tolist() if "feature_space" in study.runs else []
-    metrics = study.quality_curve_metrics()
-    return [(m, s) for m in metrics for s in (spaces if len(spaces) > 1 else [None])]
-
-
 @FIGURES.register(
     "wgangp_fig3_quality_vs_time",
     applies=lambda study: study.trains_generator and bool(study.quality_curve_metrics()) and not study.ok.empty,
@@ -204,7 +197,7 @@ def wgangp_fig3_quality_vs_time(study: Study, out: Path) -> Section:
     time (right), one line per method."""
     order = [study.labels[c] for c in study.config_order() if c in set(study.ok["config_id"])]
     palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
-    panels = _panels(study)
+    panels = study.panels(study.quality_curve_metrics())
     fig, axes = grid(2 * len(panels), 2, size=(5.0, 3.0))
     tables, cut = [], False
     for i, (metric, space) in enumerate(panels):
@@ -272,6 +265,9 @@ def wgangp_table2_architecture_robustness(study: Study, out: Path) -> Section:
     metric = study.pick_quality(ROBUSTNESS_QUALITY)
     higher = column(metric).higher_is_better
     runs = study.runs.copy()
+    spaces = study.feature_spaces()
+    if len(spaces) > 1:  # never mix feature spaces: the first one only
+        runs = runs[runs["feature_space"].isin([spaces[0]]) | (runs["status"] != "ok")]
     runs["method"] = [study.label(c, study.method_axes) for c in runs["config_id"]]
     runs["architecture"] = [study.label(c, study.setting_axes) for c in runs["config_id"]]
     runs["value"] = runs[metric].where(runs["status"] == "ok")  # a failed or diverged run never passes
@@ -315,5 +311,6 @@ def wgangp_table2_architecture_robustness(study: Study, out: Path) -> Section:
         seeds=sorted(study.runs["seed"].astype(int).unique().tolist()),
         files=save(fig, out, "wgangp_table2_architecture_robustness"),
         tables={"Scores per architecture": per.drop(columns=["aggregate"])},
-        notes=[f"score: {how(metric)} of `{metric}` over seeds per (architecture, method)"],
+        notes=[f"score: {how(metric)} of `{metric}` over seeds per (architecture, method)"]
+        + ([f"scores in feature space `{spaces[0]}` only"] if len(spaces) > 1 else []),
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import shutil
 
+import pandas as pd
 import pytest
 
 from bench import regress as regress_cli
 from bench import store
-from reports.regression import compare, load_runs
+from reports.regression import RegressError, compare, load_runs
 from tests.synthetic_study import make_cell, store_cell
 
 MODES = {"nonsaturating": [14.0, 16.0, 15.0], "wgan-gp": [21.0, 22.0, 23.0]}
@@ -121,3 +122,19 @@ def test_bad_input_exits_2(run_dir, tmp_path, capsys):
     other.to_parquet(tmp_path / "other.parquet")
     assert regress_cli.main([str(run_dir), "--baseline", str(tmp_path / "other.parquet")]) == 2
     assert "no config of the run matches" in capsys.readouterr().err
+
+
+def test_feature_spaces_are_never_compared(runs):
+    lenet = runs.assign(feature_space="lenet-mnist")
+    inception = lenet.assign(feature_space="inception-v3-compat", modes_captured=lenet["modes_captured"] + 50)
+    with pytest.raises(RegressError, match="feature_space"):  # same configs, other space: nothing in common
+        compare(lenet, inception)
+    mixed = pd.concat([lenet, inception[inception["loss.name"] == "wgan-gp"]])
+    cmp = compare(mixed, lenet)  # the inception rows are a new config, never compared with lenet's
+    assert verdict(cmp, "loss=wgan-gp, feature_space=inception-v3-compat", "(config)") == "new"
+    assert verdict(cmp, "loss=wgan-gp, feature_space=lenet-mnist", "modes_captured") == "unchanged"
+    failed = lenet.copy()
+    failed.loc[failed.index[0], ["status", "feature_space", "modes_captured"]] = ["failed", None, None]
+    cmp = compare(failed, lenet)  # a failed cell has no feature space: it still counts with its config
+    label = cmp.rows["config"].iloc[0]
+    assert "feature_space=lenet-mnist" in label and verdict(cmp, label, "ok cells") == "regressed"

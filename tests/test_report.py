@@ -11,7 +11,6 @@ from scipy import stats
 
 from bench import report as report_cli
 from reports import FIGURES, Study, build
-from reports.wgan import image_grid
 from tests.synthetic_study import make_cell, store_cell, write_spec
 
 ITERS = list(range(100, 1001, 100))
@@ -149,8 +148,6 @@ def test_image_sample_grids(tmp_path):
     for _, row in s.data.iterrows():
         loss, bn = row["column"].split("=")[1], row["row"] == "generator.batchnorm=True"
         assert row["cell_id"] == cells[(loss, bn, 0)]  # the lowest seed of that (loss x architecture) config
-    grid = image_grid(np.full((64, 1, 6, 6), -1.0, dtype=np.float32))
-    assert grid.shape == (8 * 7 - 1, 8 * 7 - 1, 1) and grid[0, 0, 0] == 0.0 and grid[6, 0, 0] == 1.0  # separators
 
 
 # ---------------------------------------------------------------------------- WGAN-GP Figs. 1a and 1b
@@ -235,6 +232,9 @@ def test_wgangp_fig3_never_mixes_feature_spaces(tmp_path):
     assert set(s.data["metric"]) == {"w1_exact [space-a]", "w1_exact [space-b]"}
     a = s.data[s.data["metric"] == "w1_exact [space-a]"].dropna(subset=["center"])
     assert set(a["config"]) == {"loss=nonsaturating"} and a["center"].to_numpy() == pytest.approx(1.5)
+    summary = FIGURES.get("toy_summary")(Study.load(study_dir), tmp_path / "out").data.dropna(subset=["center"])
+    assert sorted(zip(summary["config"], summary["feature_space"], summary["center"])) == [
+        ("loss=nonsaturating", "space-a", 1.5), ("loss=wgan-gp", "space-b", 100.5)]
 
 
 def test_architecture_robustness_counts(tmp_path):

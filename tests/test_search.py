@@ -143,4 +143,4 @@ def test_fingerprint_ignores_the_trial_budget_only(tmp_path):
 
 def test_an_invalid_base_is_reported_as_such(tmp_path):
     message = error(tmp_path, lambda d: d["base"]["dataset"].update(name="50gaussians"))
-    assert message.endswith("search.yaml: dataset.name: unknown dataset '50gaussians' (known: 25gaussians, 8gaussians, swissroll)")
+    assert "search.yaml: dataset.name: unknown dataset '50gaussians' (known: 25gaussians, 8gaussians, " in message

@@ -5,7 +5,8 @@ A ``Dataset`` owns its random stream, so a cell's batches depend only on its see
 the same for a given seed, independent of training), ``state_dict()`` / ``load_state_dict()`` its stream
 position for checkpoints. Registry metadata: ``tags`` (what metrics may ask of it: ``toy``, ``modes``,
 ``images``), ``defaults`` (dotted config values it implies, e.g. ``generator.latent_dim``) and
-``default_metrics``.
+``default_metrics``; ``locate``, for data sets read from files, a cheap check ``(params) -> None`` that
+raises ``DataNotFound`` (used by ``check_available`` before a run starts).
 """
 
 from __future__ import annotations
@@ -31,4 +32,17 @@ class Dataset(Protocol):
 
 DATASETS: Registry[Callable[[Params, int], Dataset]] = Registry("dataset")
 
-from bench.data import toy  # noqa: E402,F401  (registers the toy sets)
+
+class DataNotFound(FileNotFoundError):
+    """A data set's files are missing; the message says where it looked and how to provide them."""
+
+
+def check_available(block: dict) -> None:
+    """Raise ``DataNotFound`` if the data set of a resolved ``dataset`` config block has no files."""
+    entry = DATASETS.entry(block["name"])
+    locate = entry.meta.get("locate")
+    if locate is not None:
+        locate(entry.params.model_validate({k: v for k, v in block.items() if k != "name"}))
+
+
+from bench.data import images, toy  # noqa: E402,F401  (registers the data sets)

@@ -69,4 +69,4 @@ def column(name: str) -> Column:
     return known[name]
 
 
-from bench.metrics import critic, modes, transport  # noqa: E402,F401  (register the metrics)
+from bench.metrics import critic, fidelity, modes, transport  # noqa: E402,F401  (register the metrics)

@@ -50,3 +50,28 @@ def mode_metrics(samples: Tensor, centers: Tensor, std: float, min_count: int = 
 def modes(ctx: EvalContext) -> dict[str, float]:
     centers, std = ctx.dataset.modes
     return mode_metrics(ctx.samples, centers, std, ctx.config["eval"]["mode_min_count"])
+
+
+def stacked_mode_metrics(digits: Tensor) -> dict[str, float]:
+    """Stacked MNIST (VEEGAN / PacGAN protocol) from the classified digits (n, 3) of n samples: a mode (a
+    digit triple, 1000 in all) counts if at least one sample falls in it; ``stacked_kl`` = KL(histogram of
+    triples || uniform over 1000)."""
+    counts = torch.bincount(digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2], minlength=1000).double()
+    p = counts / counts.sum()
+    return {"stacked_modes": float((counts > 0).sum()), "stacked_kl": float(torch.special.xlogy(p, p * 1000).sum())}
+
+
+@METRICS.register(
+    "stacked_modes",
+    requires={"stacked_mnist"},
+    columns=[
+        Column("stacked_modes", True, "digit triples (of 1000) seen among the generated samples"),
+        Column("stacked_kl", False, "KL(generated digit-triple histogram || uniform over 1000)"),
+    ],
+)
+def stacked_modes(ctx: EvalContext) -> dict[str, float]:
+    """Each channel classified by the project's MNIST classifier (``bench.metrics.features``), on
+    ``eval.n_samples`` generated samples (the protocol uses 26,000)."""
+    from bench.metrics.features import classify
+
+    return stacked_mode_metrics(classify(ctx.samples, str(ctx.device)))

@@ -38,4 +38,4 @@ def weight_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
 
 
-from bench.models import mlp  # noqa: E402,F401  (registers the MLPs)
+from bench.models import dcgan, mlp  # noqa: E402,F401  (registers the architectures)
