@@ -240,7 +240,9 @@ def test_a_killed_search_resumes(tmp_path):
     _, killed = interrupt_first_trial(tmp_path, 2, signal.SIGKILL, "--heartbeat", "1")
     assert study_of(tmp_path).get_trials()[killed.number].state == TrialState.RUNNING
 
-    time.sleep(2.5)  # past the grace period (2 heartbeats): the trial is stale
+    # past the grace period (2 heartbeats): the trial is stale. SQLite's CURRENT_TIMESTAMP, which Optuna
+    # stamps heartbeats with, has one-second resolution, so "older than 2 s" can take up to 3 s to show.
+    time.sleep(4)
     assert tune_main(spec, tmp_path, "--heartbeat", "1") == 0
     trials = study_of(tmp_path).get_trials()
     assert trials[killed.number].state == TrialState.FAIL
