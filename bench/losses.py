@@ -1,7 +1,9 @@
 """GAN objectives, each registered with its options and the training defaults of its paper.
 
 Every loss is written on raw critic outputs: the sigmoid (and its log) appears only inside the losses that
-need it, as numerically stable ``softplus``. All functions return a value to *minimize*.
+need it, as numerically stable ``softplus``. All functions return a value to *minimize*. Expectations are
+means over the last (batch) dimension: critic outputs of shape ``(batch,)`` give a scalar, those of a
+stacked ensemble, ``(members, batch)``, one loss per member.
 
 Presets (``preset: paper`` or ``preset: toy`` in a spec) fill whatever the spec leaves unset:
 
@@ -47,27 +49,29 @@ LOSSES: Registry[Callable[[Params], GANLoss]] = Registry("loss")
 
 def discriminator_bce(critic_real: Tensor, critic_fake: Tensor) -> Tensor:
     """-E[log D(x)] - E[log(1 - D(G(z)))] with D = sigmoid(critic): Goodfellow et al. 2014, eq. 1, negated."""
-    return F.softplus(-critic_real).mean() + F.softplus(critic_fake).mean()
+    return F.softplus(-critic_real).mean(-1) + F.softplus(critic_fake).mean(-1)
 
 
 def wasserstein_critic(critic_real: Tensor, critic_fake: Tensor) -> Tensor:
     """-(E[f(x)] - E[f(G(z))]): the negated W1 estimate of WGAN eq. 3 / Algorithm 1 line 6."""
-    return critic_fake.mean() - critic_real.mean()
+    return critic_fake.mean(-1) - critic_real.mean(-1)
 
 
 def wasserstein_generator(critic_fake: Tensor) -> Tensor:
     """-E[f(G(z))]: WGAN Algorithm 1 line 10."""
-    return -critic_fake.mean()
+    return -critic_fake.mean(-1)
 
 
-def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, eps: Tensor) -> Tensor:
+def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, eps: Tensor, batch_dims: int = 1) -> Tensor:
     """WGAN-GP eq. 3: E[(||grad D(x_hat)||_2 - 1)^2], x_hat = eps * x + (1 - eps) * G(z), eps ~ U[0, 1].
 
-    ``eps`` has shape (batch, 1, ...) so that it broadcasts over each sample's dimensions.
+    ``eps`` has shape (batch, 1, ...) so that it broadcasts over each sample's dimensions; with
+    ``batch_dims=2`` the inputs are a stacked ensemble's, (members, batch, ...), and the result has one
+    penalty per member. The norm is taken in fp32 (under bf16 autocast the gradient itself may be bf16).
     """
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+    return ((grad.float().flatten(batch_dims).norm(2, dim=-1) - 1) ** 2).mean(-1)
 
 
 @torch.no_grad()
@@ -91,7 +95,7 @@ _TOY_BATCH = {"train.batch_size": 256}
 )
 def minimax(params: NoParams) -> GANLoss:
     """The original saturating game (Goodfellow et al. 2014, eq. 1): G minimizes E[log(1 - D(G(z)))]."""
-    return GANLoss(critic=discriminator_bce, generator=lambda fake: -F.softplus(fake).mean(), family="divergence")
+    return GANLoss(critic=discriminator_bce, generator=lambda fake: -F.softplus(fake).mean(-1), family="divergence")
 
 
 @LOSSES.register(
@@ -103,7 +107,7 @@ def minimax(params: NoParams) -> GANLoss:
 )
 def nonsaturating(params: NoParams) -> GANLoss:
     """The -log D trick (Goodfellow et al. 2014, sec. 3): G minimizes -E[log D(G(z))]."""
-    return GANLoss(critic=discriminator_bce, generator=lambda fake: F.softplus(-fake).mean(), family="divergence")
+    return GANLoss(critic=discriminator_bce, generator=lambda fake: F.softplus(-fake).mean(-1), family="divergence")
 
 
 class WGANParams(Params):
@@ -171,8 +175,8 @@ def wgan_gp(params: WGANGPParams) -> GANLoss:
 def lsgan(params: NoParams) -> GANLoss:
     """Least squares GAN (Mao et al. 2017, eq. 2 with a = 0, b = c = 1)."""
     return GANLoss(
-        critic=lambda real, fake: 0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake**2).mean(),
-        generator=lambda fake: 0.5 * ((fake - 1) ** 2).mean(),
+        critic=lambda real, fake: 0.5 * ((real - 1) ** 2).mean(-1) + 0.5 * (fake**2).mean(-1),
+        generator=lambda fake: 0.5 * ((fake - 1) ** 2).mean(-1),
         family="margin",
     )
 
@@ -190,7 +194,7 @@ _SNGAN_ADAM = {"optimizer.name": "adam", "optimizer.lr": 2e-4, "optimizer.betas"
 def hinge(params: NoParams) -> GANLoss:
     """Hinge loss (Lim & Ye 2017; Miyato et al. 2018, eq. 16-17)."""
     return GANLoss(
-        critic=lambda real, fake: F.relu(1 - real).mean() + F.relu(1 + fake).mean(),
+        critic=lambda real, fake: F.relu(1 - real).mean(-1) + F.relu(1 + fake).mean(-1),
         generator=wasserstein_generator,
         family="margin",
     )

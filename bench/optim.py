@@ -48,19 +48,24 @@ Builder = Callable[[Iterable[torch.nn.Parameter], float, Any], torch.optim.Optim
 OPTIMIZERS: Registry[Builder] = Registry("optimizer")
 
 
+# torch's single-tensor optimizers run several ops per parameter tensor per step; the fused kernels (Adam,
+# SGD) and the multi-tensor "foreach" path (RMSProp, which has no fused kernel) compute the same update with
+# far fewer ops, which dominates a small network's step on CPU.
+
+
 @OPTIMIZERS.register("adam", params=AdamParams)
 def adam(parameters, lr: float, p: AdamParams) -> torch.optim.Optimizer:
-    return torch.optim.Adam(parameters, lr=lr, betas=p.betas, eps=p.eps)
+    return torch.optim.Adam(parameters, lr=lr, betas=p.betas, eps=p.eps, fused=True)
 
 
 @OPTIMIZERS.register("rmsprop", params=RMSPropParams)
 def rmsprop(parameters, lr: float, p: RMSPropParams) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(parameters, lr=lr, alpha=p.alpha, eps=p.eps, momentum=p.momentum)
+    return torch.optim.RMSprop(parameters, lr=lr, alpha=p.alpha, eps=p.eps, momentum=p.momentum, foreach=True)
 
 
 @OPTIMIZERS.register("sgd", params=SGDParams)
 def sgd(parameters, lr: float, p: SGDParams) -> torch.optim.Optimizer:
-    return torch.optim.SGD(parameters, lr=lr, momentum=p.momentum, nesterov=p.nesterov)
+    return torch.optim.SGD(parameters, lr=lr, momentum=p.momentum, nesterov=p.nesterov, fused=True)
 
 
 def build_optimizer(

@@ -31,6 +31,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=2, help="times a cell whose worker died is retried (default: 2)")
     p.add_argument("--cell-timeout", type=float, default=None, help="seconds before a cell is stopped as 'timeout'")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--ensemble", type=int, default=8,
+                   help="at most this many seeds of one config train together as one stacked ensemble "
+                        "(MLP models, no checkpoints; 1: every cell alone; default: 8)")
     p.add_argument("--dry-run", action="store_true", help="print the cells and exit")
     p.add_argument("--yes", action="store_true", help=f"run matrices of more than {CELL_LIMIT} cells")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -41,7 +44,8 @@ def cells_table(cells: list[Cell], done: set[str]) -> Table:
     from bench.configdict import flatten
 
     flat = [flatten(c.config) for c in cells]
-    axes = [k for k in flat[0] if len({repr(f.get(k)) for f in flat}) > 1] if flat else []
+    keys = list(dict.fromkeys(k for f in flat for k in f))  # options some cells have and others lack too
+    axes = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
     table = Table(title=f"{cells[0].study}: {len(cells)} cells" if cells else "no cells", title_justify="left")
     for name in ["cell_id", "seed", *axes, "stored"]:
         table.add_column(name)
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SpecError("--cell-timeout", "must be > 0")
         if args.retries < 0:
             raise SpecError("--retries", "must be >= 0")
+        if args.ensemble < 1:
+            raise SpecError("--ensemble", "must be >= 1")
         if args.ray_address is not None and args.executor != "ray":
             raise SpecError("--ray-address", "needs --executor ray")
         if args.executor == "ray":
@@ -96,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError:
                 raise SpecError("--executor", "ray is not installed (pip install 'ganbench[ray]')") from None
         spec, cells = load(args.spec)
+        if spec.search is not None:
+            raise SpecError("search", "a search spec: run it with python -m bench.tune", args.spec)
         if len(cells) > CELL_LIMIT and not args.yes:
             raise SpecError("", f"{len(cells)} cells (more than {CELL_LIMIT}); pass --yes to run them", args.spec)
     except SpecError as e:
@@ -137,7 +145,7 @@ def _run_locked(args, spec, cells, study_dir: Path, console: Console) -> int:
     for problem in store.scan(study_dir)[1]:
         print(f"warning: {problem}; that cell will be trained again", file=sys.stderr)
     options = dict(workers=args.workers, cell_timeout=args.cell_timeout, device=args.device,
-                   progress=not args.quiet, retries=args.retries)
+                   progress=not args.quiet, retries=args.retries, ensemble=args.ensemble)
     try:
         if args.executor == "ray":
             report = run_ray(cells, study_dir, address=args.ray_address, **options)

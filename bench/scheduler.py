@@ -80,6 +80,55 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
+def ensembles(cells: list[Cell], workers: int, max_members: int) -> list[list[Cell]]:
+    """Cells that differ only in seed, grouped to train as stacked ensembles (``bench.train.train_ensemble``).
+
+    A group holds at most ``max_members`` cells of one config whose generator and critic architectures
+    have a stacked form and that take no checkpoints (a checkpoint belongs to one cell, so such cells
+    train alone). The largest groups are halved until there are at least ``workers`` tasks, so grouping
+    never leaves a worker idle that would otherwise have had a cell."""
+    from bench.models import CRITICS, GENERATORS, stackable
+
+    def groupable(cell: Cell) -> bool:
+        c = cell.config
+        return (max_members > 1 and not c["train"]["checkpoint_every"]
+                and stackable(GENERATORS.get(c["generator"]["arch"])) and stackable(CRITICS.get(c["critic"]["arch"])))
+
+    by_config: dict[str, list[Cell]] = {}
+    groups: list[list[Cell]] = []
+    for cell in cells:
+        if groupable(cell):
+            by_config.setdefault(cell.config_id, []).append(cell)
+        else:
+            groups.append([cell])
+    for same in by_config.values():
+        groups += [same[i : i + max_members] for i in range(0, len(same), max_members)]
+    while len(groups) < workers and max(map(len, groups)) > 1:
+        largest = max(groups, key=len)
+        groups.remove(largest)
+        groups += [largest[: len(largest) // 2], largest[len(largest) // 2 :]]
+    return sorted(groups, key=_work, reverse=True)  # longest first: no long task left to start last
+
+
+def _work(group: list[Cell]) -> float:
+    """A rough cost of a group, to order the queue: network evaluations per generator step x steps."""
+    train = group[0].config["train"]
+    return len(group) * train["generator_iters"] * (train["n_critic"] + 1)
+
+
+def run_group(cells: list[Cell], device: str, checkpoints: list[Path | None]) -> list[RunResult]:
+    """Train a group from ``ensembles``: one cell alone, several as one ensemble. If the ensemble raises,
+    each cell is trained again on its own, so the failure is recorded for the cell(s) that cause it."""
+    if len(cells) == 1:
+        return [run_cell(cells[0], device, checkpoints[0])]
+    from bench.train import train_ensemble
+
+    try:
+        return train_ensemble(cells[0].config, [c.seed for c in cells], device=device)
+    except Exception:
+        return [run_cell(cell, device, path) for cell, path in zip(cells, checkpoints)]
+
+
 def run_cell(cell: Cell, device: str, checkpoint: Path | None, on_eval=None) -> RunResult:
     """Train one cell in this process; any exception becomes a ``failed`` result with its traceback.
     ``on_eval``: see ``bench.train.Hooks`` (bench.tune reports to Optuna's pruner there)."""
@@ -131,8 +180,13 @@ def run_local(
     device: str = "cpu",
     progress: bool = True,
     retries: int = 2,
+    ensemble: int = 8,
 ) -> RunReport:
-    """Run every cell of ``cells`` not yet stored under ``study_dir``; store each as it finishes."""
+    """Run every cell of ``cells`` not yet stored under ``study_dir``; store each as it finishes.
+
+    Seeds of one config train together as ensembles of up to ``ensemble`` members (``ensembles``); a
+    group's timeout is ``cell_timeout`` per member. A group that times out or whose worker dies is split
+    and its cells run again one by one, each with its own timeout and retries."""
     study_dir = Path(study_dir)
     report = RunReport()
     todo = _split(cells, study_dir, report)
@@ -149,33 +203,41 @@ def run_local(
     pool = ProcessPool(max_workers=workers, initializer=_init_worker, initargs=(threads,),
                        context=multiprocessing.get_context("spawn"))
 
-    def schedule(cell: Cell):
-        return pool.schedule(run_cell, args=(cell, device, store.checkpoint_path(study_dir, cell.cell_id)),
-                             timeout=cell_timeout)
+    def schedule(group: list[Cell]):
+        paths = [store.checkpoint_path(study_dir, c.cell_id) for c in group]
+        return pool.schedule(run_group, args=(group, device, paths),
+                             timeout=cell_timeout * len(group) if cell_timeout else None)
 
     deaths = dict.fromkeys((c.cell_id for c in todo), 0)
     try:
         with bar:
             task = bar.add_task(f"{todo[0].study}", total=len(todo), last="")
-            pending = {schedule(c): c for c in todo}
+            pending = {schedule(g): g for g in ensembles(todo, workers, ensemble)}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    cell = pending.pop(future)
+                    group = pending.pop(future)
                     try:
-                        result = future.result()
-                    except FutureTimeout:
-                        result = _lost("timeout", f"cell exceeded --cell-timeout {cell_timeout} s")
-                    except ProcessExpired as err:
-                        deaths[cell.cell_id] += 1
-                        if deaths[cell.cell_id] <= retries:  # resumes from its last checkpoint
-                            pending[schedule(cell)] = cell
+                        results = future.result()
+                    except (FutureTimeout, ProcessExpired) as err:
+                        if len(group) > 1:  # an ensemble: find the cell at fault, each on its own
+                            for cell in group:
+                                pending[schedule([cell])] = [cell]
                             continue
-                        result = _lost("failed", f"worker process died {deaths[cell.cell_id]} times: {err}")
+                        (cell,) = group
+                        if isinstance(err, FutureTimeout):
+                            results = [_lost("timeout", f"cell exceeded --cell-timeout {cell_timeout} s")]
+                        else:
+                            deaths[cell.cell_id] += 1
+                            if deaths[cell.cell_id] <= retries:  # resumes from its last checkpoint
+                                pending[schedule(group)] = group
+                                continue
+                            results = [_lost("failed", f"worker process died {deaths[cell.cell_id]} times: {err}")]
                     except Exception:  # pebble-level failures (e.g. unpicklable result)
-                        result = _lost("failed", traceback.format_exc())
-                    _record(study_dir, cell, result, prov, report)
-                    bar.update(task, advance=1, last=f"{cell.cell_id} {result.status}")
+                        results = [_lost("failed", traceback.format_exc())] * len(group)
+                    for cell, result in zip(group, results, strict=True):
+                        _record(study_dir, cell, result, prov, report)
+                        bar.update(task, advance=1, last=f"{cell.cell_id} {result.status}")
         pool.close()
     except (KeyboardInterrupt, _Terminate):
         report.interrupted = True
@@ -196,12 +258,12 @@ def _raise_terminate(signum, frame):
 RAY_CPUS_PER_CELL = 1
 
 
-def _ray_cell(cell: Cell, device: str, checkpoint: Path) -> RunResult:
+def _ray_group(cells: list[Cell], device: str, checkpoints: list[Path]) -> list[RunResult]:
     """The body of one Ray task: as many torch threads as the task has CPUs."""
     import torch
 
     torch.set_num_threads(RAY_CPUS_PER_CELL)
-    return run_cell(cell, device, checkpoint)
+    return run_group(cells, device, checkpoints)
 
 
 def _check_reachable(address: str) -> None:
@@ -226,6 +288,7 @@ def run_ray(
     device: str = "auto",
     progress: bool = True,
     retries: int = 2,
+    ensemble: int = 8,
 ) -> RunReport:
     """Run every cell not yet stored as a Ray task; the driver (this process) stores each result.
 
@@ -234,7 +297,8 @@ def run_ray(
     the cluster has GPUs). At most ``workers`` cells are in flight (default: as many as the cluster's
     CPUs, or GPUs, hold), so a cell's ``cell_timeout`` counts from about when it starts; a cell past it
     is cancelled (its worker killed) and stored as ``timeout``. A worker that dies is retried ``retries``
-    times by Ray; with a shared file system the retry resumes from the cell's checkpoint.
+    times by Ray; with a shared file system the retry resumes from the cell's checkpoint. Seeds of one
+    config form ensembles as in ``run_local``; an ensemble that fails or times out is split into its cells.
     """
     import ray
     import ray.exceptions
@@ -264,34 +328,40 @@ def run_ray(
         if resources.get(slot, 0) < 1:
             raise ExecutorError(f"--device {device}: the Ray cluster has no {slot} ({resources})")
         slots = workers or int(resources[slot])
-        remote_cell = ray.remote(_ray_cell)
+        remote_group = ray.remote(_ray_group)
         prov = store.provenance()
-        queue = deque(todo)
+        queue = deque(ensembles(todo, slots, ensemble))
         with _progress(progress) as bar:
             task = bar.add_task(f"{todo[0].study} (ray)", total=len(todo), last="")
             while queue or pending:
                 while queue and len(pending) < slots:
-                    cell = queue.popleft()
-                    ref = remote_cell.options(  # named in Ray task listings and process titles
-                        name=f"bench-cell-{cell.cell_id}", num_cpus=RAY_CPUS_PER_CELL, num_gpus=gpus,
-                        max_retries=retries, retry_exceptions=False,
-                    ).remote(cell, device, store.checkpoint_path(study_dir, cell.cell_id))
-                    pending[ref] = (cell, time.monotonic() + cell_timeout if cell_timeout else None)
+                    group = queue.popleft()
+                    ref = remote_group.options(  # named in Ray task listings and process titles
+                        name=f"bench-cell-{'+'.join(c.cell_id for c in group)}", num_cpus=RAY_CPUS_PER_CELL,
+                        num_gpus=gpus, max_retries=retries, retry_exceptions=False,
+                    ).remote(group, device, [store.checkpoint_path(study_dir, c.cell_id) for c in group])
+                    deadline = time.monotonic() + cell_timeout * len(group) if cell_timeout else None
+                    pending[ref] = (group, deadline)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 finished = []
                 for ref in ready:
-                    cell, _ = pending.pop(ref)
+                    group, _ = pending.pop(ref)
                     try:
-                        result = ray.get(ref)
+                        finished += zip(group, ray.get(ref), strict=True)
                     except ray.exceptions.RayError as err:  # worker died past its retries, node lost, ...
-                        result = _lost("failed", f"{type(err).__name__}: {err}")
-                    finished.append((cell, result))
+                        if len(group) > 1:
+                            queue.extend([cell] for cell in group)
+                        else:
+                            finished.append((group[0], _lost("failed", f"{type(err).__name__}: {err}")))
                 now = time.monotonic()
-                for ref, (cell, deadline) in list(pending.items()):
+                for ref, (group, deadline) in list(pending.items()):
                     if deadline is not None and now > deadline:
                         ray.cancel(ref, force=True)
                         del pending[ref]
-                        finished.append((cell, _lost("timeout", f"cell exceeded --cell-timeout {cell_timeout} s")))
+                        if len(group) > 1:
+                            queue.extend([cell] for cell in group)
+                        else:
+                            finished.append((group[0], _lost("timeout", f"cell exceeded --cell-timeout {cell_timeout} s")))
                 for cell, result in finished:
                     _record(study_dir, cell, result, prov, report)
                     bar.update(task, advance=1, last=f"{cell.cell_id} {result.status}")

@@ -74,10 +74,15 @@ def provenance() -> dict[str, str]:
     }
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are as readable as any file written here
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -114,6 +119,7 @@ def runs_row(cell, result, prov: dict[str, str], extra: dict[str, Any] | None = 
         "wall_s": result.wall_s,
         "train_s": result.train_s,
         "generator_iters": result.generator_iters,
+        "ensemble_size": getattr(result, "ensemble_size", 1),  # seeds trained with it as one stacked ensemble
         **config_columns,
         **result.final,
         "feature_space": None,  # set by image metrics (e.g. "inception-v3-compat"), absent for toy metrics

@@ -7,6 +7,10 @@ One loop serves every loss in ``bench.losses``: ``n_critic`` critic steps on rea
 ``train`` knows nothing of schedulers or stores: it takes a resolved config and a seed and returns a
 ``RunResult``. Each random stream (data, noise, penalty, evaluation) is its own seeded generator, so the same
 config and seed give the same curves on CPU, and a checkpoint restores the run exactly where it was.
+
+The loop runs on stacks (``bench.models.stack``): ``train`` is a stack of one; ``train_ensemble`` trains
+several seeds of one config at once, each member with its own streams, so each gets the curves it would
+get alone (up to float rounding) for a fraction of the per-step overhead.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from bench import seeding
 from bench.data import DATASETS
 from bench.losses import LOSSES, GANLoss, clip_weights_, gradient_penalty
 from bench.metrics import METRICS, EvalContext
-from bench.models import CRITICS, GENERATORS, weight_layers
+from bench.models import CRITICS, GENERATORS, stack, weight_layers
 from bench.optim import build_optimizer
 
 Status = Literal["ok", "diverged", "failed", "timeout", "pruned"]
@@ -64,6 +68,7 @@ class RunResult:
     error: str | None = None
     diverged_at: int | None = None
     resumed_from: int | None = None  # generator step of the checkpoint this run resumed from
+    ensemble_size: int = 1  # cells trained together with this one (``train_ensemble``), itself included
 
 
 def build_component(registry, block: dict, key: str, *args):
@@ -97,72 +102,121 @@ def gradient_norms(critic: nn.Module, loss: GANLoss, real: Tensor, fake: Tensor)
     return out
 
 
+@dataclass
+class _Member:
+    """One seed of a run: its random streams, evaluation inputs and what it has recorded so far."""
+
+    seed: int
+    dataset: object
+    noise_rng: torch.Generator
+    penalty_rng: torch.Generator
+    eval_real: Tensor
+    eval_noise: Tensor
+    curves: list[CurvePoint] = field(default_factory=list)
+    final: dict[str, float] = field(default_factory=dict)
+    samples: Tensor | None = None
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
+    result: RunResult | None = None  # set when the member ends before the others (diverged)
+
+
 def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cpu") -> RunResult:
     """Train one cell; see the module docstring."""
-    hooks = hooks or Hooks()
+    return _train(config, [seed], hooks or Hooks(), device)[0]
+
+
+def train_ensemble(config: dict, seeds: list[int], device: str = "cpu") -> list[RunResult]:
+    """Train the cells ``(config, seed) for seed in seeds`` together, as one stacked ensemble
+    (``bench.models.stack``): batched matmuls, per-member batch-norm statistics, random streams, losses and
+    divergence; one optimizer over the stacked parameters, whose elementwise updates (Adam, RMSProp, SGD,
+    weight clipping) are each member's own. Each result equals ``train(config, seed)`` up to float
+    rounding; ``wall_s`` and ``train_s`` are the ensemble's."""
+    return _train(config, list(seeds), Hooks(), device)
+
+
+def _train(config: dict, seeds: list[int], hooks: Hooks, device: str) -> list[RunResult]:
+    k = len(seeds)
+    if k > 1 and (hooks.on_eval is not None or hooks.checkpoint_path is not None):
+        raise ValueError("hooks (pruning, checkpoints) apply to single cells, not ensembles")
     device = torch.device(device)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
     g_cfg, tr, ev = config["generator"], config["train"], config["eval"]
     m = tr["batch_size"]
 
-    dataset = build_component(DATASETS, config["dataset"], "name", seed)
-    torch.manual_seed(seeding.stream_seed(seed, "init"))  # weight initialization
-    generator = build_component(GENERATORS, g_cfg, "arch", dataset.shape).to(device)
-    critic = build_component(CRITICS, config["critic"], "arch", dataset.shape).to(device)
+    members, generators, critics = [], [], []
+    for seed in seeds:
+        dataset = build_component(DATASETS, config["dataset"], "name", seed)
+        torch.manual_seed(seeding.stream_seed(seed, "init"))  # weight initialization
+        generators.append(build_component(GENERATORS, g_cfg, "arch", dataset.shape).to(device))
+        critics.append(build_component(CRITICS, config["critic"], "arch", dataset.shape).to(device))
+        # Evaluation uses its own fixed noise and held-out real samples: measuring never moves a training stream.
+        members.append(_Member(
+            seed, dataset, seeding.generator(seed, "noise", device), seeding.generator(seed, "penalty", device),
+            eval_real=dataset.reference(ev["n_samples"]),
+            eval_noise=torch.randn(ev["n_samples"], g_cfg["latent_dim"], generator=seeding.generator(seed, "eval")),
+        ))
+    shape = members[0].dataset.shape
     loss: GANLoss = build_component(LOSSES, config["loss"], "name")
+
+    state = {"step": 0, "train_s": 0.0}
+    resumed_from = None
+    ckpt = None
+    if hooks.checkpoint_path is not None and hooks.checkpoint_path.exists():
+        ckpt = torch.load(hooks.checkpoint_path, map_location=device, weights_only=True)
+        (mb,) = members
+        generators[0].load_state_dict(ckpt["generator"])
+        critics[0].load_state_dict(ckpt["critic"])
+        mb.dataset.load_state_dict(ckpt["dataset"])
+        mb.noise_rng.set_state(ckpt["noise_rng"].cpu())
+        mb.penalty_rng.set_state(ckpt["penalty_rng"].cpu())
+        state = {"step": ckpt["step"], "train_s": ckpt["train_s"]}
+        mb.curves, mb.final, mb.labels = [tuple(c) for c in ckpt["curves"]], ckpt["final"], ckpt["labels"]
+        mb.snapshots = {k: v.cpu().numpy() for k, v in ckpt["snapshots"].items()}
+        mb.artifacts = {k: v.cpu().numpy() for k, v in ckpt["artifacts"].items()}
+        resumed_from = state["step"]
+
+    generator, critic = stack(generators), stack(critics)  # inputs and outputs: (members, batch, ...)
     generator_opt = build_optimizer(config["optimizer"], generator.parameters(), "generator")
     critic_opt = build_optimizer(config["optimizer"], critic.parameters(), "critic")
-    noise_rng = seeding.generator(seed, "noise", device)
-    penalty_rng = seeding.generator(seed, "penalty", device)
-    eps_shape = (m,) + (1,) * len(dataset.shape)
+    if ckpt is not None:
+        generator_opt.load_state_dict(ckpt["generator_opt"])
+        critic_opt.load_state_dict(ckpt["critic_opt"])
+    eps_shape = (m,) + (1,) * len(shape)
     autocast = _autocast(device, tr["precision"])
 
+    def real_batch() -> Tensor:
+        return torch.stack([mb.dataset.sample(m) for mb in members]).to(device)
+
     def sample_noise(n: int) -> Tensor:
-        return torch.randn(n, g_cfg["latent_dim"], generator=noise_rng, device=device)
+        return torch.stack([torch.randn(n, g_cfg["latent_dim"], generator=mb.noise_rng, device=device)
+                            for mb in members])
 
     def generate(real: Tensor, z: Tensor) -> Tensor:
         """G(z); or, with ``generator.fixed``, real data + N(0, I) (gan_toy.py FIXED_GENERATOR)."""
         if g_cfg["fixed"]:
-            return real + torch.randn(real.shape, generator=noise_rng, device=device)
+            return real + torch.stack([torch.randn(real.shape[1:], generator=mb.noise_rng, device=device)
+                                       for mb in members])
         return generator(z)
-
-    # Evaluation uses its own fixed noise and held-out real samples: measuring never moves a training stream.
-    eval_real = dataset.reference(ev["n_samples"])
-    eval_noise = torch.randn(ev["n_samples"], g_cfg["latent_dim"], generator=seeding.generator(seed, "eval"))
-
-    state = {"step": 0, "train_s": 0.0, "curves": []}
-    samples, snapshots, final, labels, artifacts = None, {}, {}, {}, {}
-    resumed_from = None
-    first_nonfinite = torch.tensor(-1, device=device)  # generator step of the first NaN/inf loss, -1: none
-    if hooks.checkpoint_path is not None and hooks.checkpoint_path.exists():
-        ckpt = torch.load(hooks.checkpoint_path, map_location=device, weights_only=True)
-        for obj, key in [(generator, "generator"), (critic, "critic"), (generator_opt, "generator_opt"),
-                         (critic_opt, "critic_opt"), (dataset, "dataset")]:
-            obj.load_state_dict(ckpt[key])
-        noise_rng.set_state(ckpt["noise_rng"].cpu())
-        penalty_rng.set_state(ckpt["penalty_rng"].cpu())
-        state = {"step": ckpt["step"], "train_s": ckpt["train_s"], "curves": [tuple(c) for c in ckpt["curves"]]}
-        final, labels = ckpt["final"], ckpt["labels"]
-        snapshots = {k: v.cpu().numpy() for k, v in ckpt["snapshots"].items()}
-        artifacts = {k: v.cpu().numpy() for k, v in ckpt["artifacts"].items()}
-        resumed_from = state["step"]
 
     def save_checkpoint() -> None:
         """Everything the rest of the run depends on, as tensors and plain values (``weights_only`` loads
         it); written to a temp file, fsynced and renamed, so a kill leaves the previous checkpoint intact."""
+        (mb,) = members
         path = hooks.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:
                 torch.save(
-                    {"generator": generator.state_dict(), "critic": critic.state_dict(),
+                    {"generator": generators[0].state_dict(), "critic": critics[0].state_dict(),
                      "generator_opt": generator_opt.state_dict(), "critic_opt": critic_opt.state_dict(),
-                     "dataset": dataset.state_dict(), "noise_rng": noise_rng.get_state(),
-                     "penalty_rng": penalty_rng.get_state(), **state, "final": final, "labels": labels,
-                     "snapshots": {k: torch.as_tensor(v) for k, v in snapshots.items()},
-                     "artifacts": {k: torch.as_tensor(v) for k, v in artifacts.items()}},
+                     "dataset": mb.dataset.state_dict(), "noise_rng": mb.noise_rng.get_state(),
+                     "penalty_rng": mb.penalty_rng.get_state(), **state, "curves": mb.curves,
+                     "final": mb.final, "labels": mb.labels,
+                     "snapshots": {k: torch.as_tensor(v) for k, v in mb.snapshots.items()},
+                     "artifacts": {k: torch.as_tensor(v) for k, v in mb.artifacts.items()}},
                     f,
                 )
                 f.flush()
@@ -172,46 +226,63 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
             tmp.unlink(missing_ok=True)
 
     @torch.no_grad()
-    def generated_samples() -> Tensor:
-        eval_fixed = seeding.generator(seed, "eval-fixed")
+    def generated_samples(i: int) -> Tensor:
+        mb, eval_fixed = members[i], seeding.generator(members[i].seed, "eval-fixed")
         chunks = []
-        for i in range(0, len(eval_noise), m):
-            z = eval_noise[i : i + m].to(device)
+        for j in range(0, len(mb.eval_noise), m):
             if g_cfg["fixed"]:
-                real = eval_real[i : i + m].to(device)
+                real = mb.eval_real[j : j + m].to(device)
                 chunks.append(real + torch.randn(real.shape, generator=eval_fixed, device="cpu").to(device))
             else:
-                chunks.append(generator(z))
+                chunks.append(generator.members[i](mb.eval_noise[j : j + m].to(device)))
         return torch.cat(chunks).float().cpu()
 
-    def evaluate(step: int, critic_loss: Tensor, generator_loss: Tensor | None) -> tuple[dict[str, float], Tensor]:
-        """Metric functions return numbers (curve points), strings (labels such as the feature space) or
-        arrays (artifacts such as a critic value surface)."""
-        samples = generated_samples()
-        values = {"critic_loss": float(critic_loss.detach())}
+    def evaluate(i: int, step: int, critic_loss: Tensor, generator_loss: Tensor | None) -> None:
+        """Measure member ``i`` (its own plain generator and critic). Metric functions return numbers
+        (curve points), strings (labels such as the feature space) or arrays (artifacts such as a critic
+        value surface)."""
+        mb, member_critic = members[i], critic.members[i]
+        samples = generated_samples(i)
+        values = {"critic_loss": float(critic_loss[i].detach())}
         if generator_loss is not None:
-            values["generator_loss"] = float(generator_loss.detach())
-        values.update(gradient_norms(critic, loss, eval_real[:m].to(device), samples[:m].to(device)))
-        ctx = EvalContext(samples, eval_real, dataset, critic, loss, config, device)
+            values["generator_loss"] = float(generator_loss[i].detach())
+        values.update(gradient_norms(member_critic, loss, mb.eval_real[:m].to(device), samples[:m].to(device)))
+        ctx = EvalContext(samples, mb.eval_real, mb.dataset, member_critic, loss, config, device)
         for name in ev["metrics"]:
             for key, value in METRICS.get(name)(ctx).items():
                 if isinstance(value, str):
-                    labels[key] = value
+                    mb.labels[key] = value
                 elif isinstance(value, np.ndarray):
-                    artifacts[f"{key}@{step}"] = value
+                    mb.artifacts[f"{key}@{step}"] = value
                 else:
                     values[key] = float(value)
-        return values, samples
+        mb.final, mb.samples = values, samples
+        mb.curves += [(step, state["train_s"], key, value) for key, value in values.items()]
+        if ev["snapshot_samples"]:
+            mb.snapshots[step] = samples[: ev["snapshot_samples"]].numpy()
 
-    critic_loss = generator_loss = torch.tensor(math.nan)
+    def result(i: int, status: Status, step: int, diverged_at: int | None = None) -> RunResult:
+        mb = members[i]
+        return RunResult(
+            status=status, generator_iters=step, started_at=started_at, wall_s=time.perf_counter() - t_start,
+            train_s=state["train_s"], curves=mb.curves, final=mb.final,
+            samples=None if mb.samples is None else mb.samples.numpy(), snapshots=mb.snapshots,
+            labels=mb.labels, artifacts=mb.artifacts, diverged_at=diverged_at, resumed_from=resumed_from,
+            ensemble_size=k,
+        )
+
+    critic_loss = generator_loss = torch.full((k,), math.nan)
     status: Status = "ok"
     step = state["step"]
+    live = list(range(k))  # members still training (a diverged one ends; the others go on)
+    first_nonfinite = torch.full((k,), -1, device=device)  # generator step of each member's first NaN/inf
     tick = time.perf_counter()
     while step < tr["generator_iters"]:
-        # Algorithm 1, lines 2-8: train the critic n_critic times.
+        # Algorithm 1, lines 2-8: train the critic n_critic times. Losses have one value per member; the
+        # gradient of their sum is each member's own gradient (members share no parameters).
         critic.requires_grad_(True)
         for _ in range(critic_steps(config, step)):
-            real = dataset.sample(m).to(device)
+            real = real_batch()
             with torch.no_grad(), autocast:
                 fake = generate(real, sample_noise(m)).float()
             if loss.clip_value is not None and loss.clip_when == "before":
@@ -219,10 +290,10 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
             with autocast:
                 critic_loss = loss.critic(critic(real), critic(fake))
                 if loss.gp_lambda:
-                    eps = torch.rand(eps_shape, generator=penalty_rng, device=device)
-                    critic_loss = critic_loss + loss.gp_lambda * gradient_penalty(critic, real, fake, eps)
+                    eps = torch.stack([torch.rand(eps_shape, generator=mb.penalty_rng, device=device) for mb in members])
+                    critic_loss = critic_loss + loss.gp_lambda * gradient_penalty(critic, real, fake, eps, batch_dims=2)
             critic_opt.zero_grad(set_to_none=True)
-            critic_loss.backward()
+            critic_loss.sum().backward()
             critic_opt.step()
             if loss.clip_value is not None and loss.clip_when == "after":
                 clip_weights_(critic, loss.clip_value)
@@ -234,7 +305,7 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
             with autocast:
                 generator_loss = loss.generator(critic(generator(sample_noise(m))))
             generator_opt.zero_grad(set_to_none=True)
-            generator_loss.backward()
+            generator_loss.sum().backward()
             generator_opt.step()
             finite &= torch.isfinite(generator_loss)
         step += 1
@@ -248,41 +319,27 @@ def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cp
             continue
         state["train_s"] += time.perf_counter() - tick  # the training clock stops while measuring
         state["step"] = step
-        if int(first_nonfinite) >= 0:
-            return _result("diverged", step, started_at, t_start, state, final, samples, snapshots, labels,
-                           artifacts, diverged_at=int(first_nonfinite), resumed_from=resumed_from)
+        for i, at in enumerate(first_nonfinite.tolist()):
+            if at >= 0 and i in live:
+                members[i].result = result(i, "diverged", step, diverged_at=at)
+                live.remove(i)
+        if not live:
+            break
         if is_eval:
             critic.requires_grad_(True)
-            final, samples = evaluate(step, critic_loss, None if g_cfg["fixed"] else generator_loss)
-            state["curves"] += [(step, state["train_s"], k, v) for k, v in final.items()]
-            if ev["snapshot_samples"]:
-                snapshots[step] = samples[: ev["snapshot_samples"]].numpy()
+            generator.sync_members()
+            critic.sync_members()
+            for i in live:
+                evaluate(i, step, critic_loss, None if g_cfg["fixed"] else generator_loss)
         if is_checkpoint:
             save_checkpoint()
-        if is_eval and hooks.on_eval is not None and hooks.on_eval(step, final):
+        if is_eval and hooks.on_eval is not None and hooks.on_eval(step, members[0].final):
             status = "pruned"
             break
         tick = time.perf_counter()
-    if samples is None and step == resumed_from:  # finished before its result was stored: regenerate
-        samples = generated_samples()
-    return _result(status, step, started_at, t_start, state, final, samples, snapshots, labels, artifacts,
-                   resumed_from=resumed_from)
-
-
-def _result(status, step, started_at, t_start, state, final, samples, snapshots, labels, artifacts,
-            diverged_at=None, resumed_from=None) -> RunResult:
-    return RunResult(
-        status=status,
-        generator_iters=step,
-        started_at=started_at,
-        wall_s=time.perf_counter() - t_start,
-        train_s=state["train_s"],
-        curves=state["curves"],
-        final=final,
-        samples=None if samples is None else samples.numpy(),
-        snapshots=snapshots,
-        labels=labels,
-        artifacts=artifacts,
-        diverged_at=diverged_at,
-        resumed_from=resumed_from,
-    )
+    for i in live:
+        if members[i].samples is None and step == resumed_from:  # finished before its result was stored
+            generator.sync_members()
+            members[i].samples = generated_samples(i)
+        members[i].result = result(i, status, step)
+    return [mb.result for mb in members]

@@ -5,7 +5,7 @@ import torch
 
 from bench.data import DATASETS
 from bench.spec import resolve_config
-from bench.train import Hooks, train
+from bench.train import Hooks, train, train_ensemble
 from tests.conftest import tiny_base
 
 
@@ -93,3 +93,69 @@ def test_fixed_generator_trains_only_the_critic():
     data = DATASETS.entry("swissroll").obj(DATASETS.entry("swissroll").params(), 0)
     noise = torch.from_numpy(result.samples) - data.reference(200)
     assert noise.mean().abs() < 0.15 and noise.std().item() == pytest.approx(1.0, abs=0.1)
+
+
+def close_curves(a, b, rel: float) -> bool:
+    return all(
+        (i, m) == (j, n) and (math.isnan(v) and math.isnan(w) or abs(v - w) <= rel * max(abs(v), abs(w), 1e-3))
+        for (i, m, v), (j, n, w) in zip(curve_values(a), curve_values(b), strict=True)
+    )
+
+
+@pytest.mark.parametrize("loss", ["wgan-gp", "wgan", "nonsaturating"])
+def test_an_ensemble_gives_each_seed_the_curves_of_its_own_run(loss):
+    cfg = config(loss={"name": loss}, train={"generator_iters": 30, "batch_size": 32})
+    separate = [train(cfg, seed) for seed in (0, 1, 2)]
+    stacked = train_ensemble(cfg, [0, 1, 2])
+    for alone, member in zip(separate, stacked, strict=True):
+        assert member.status == "ok" and member.ensemble_size == 3
+        assert close_curves(alone, member, rel=1e-4)  # float rounding of batched vs single matmuls only
+        assert torch.allclose(torch.from_numpy(alone.samples), torch.from_numpy(member.samples), atol=1e-4)
+    assert not close_curves(stacked[0], stacked[1], rel=1e-2)  # and the members are different runs
+
+
+def test_an_ensemble_keeps_batch_norm_statistics_per_member():
+    # Batch norm couples the samples of a batch, so pooling members' batches would show at once; over a few
+    # steps only float rounding separates the two (Adam amplifies rounding of pre-BN biases' ~0 gradients).
+    cfg = config(generator={"width": 16, "batchnorm": True}, critic={"width": 16, "batchnorm": True},
+                 train={"generator_iters": 2, "batch_size": 32}, eval={"every": 1, "n_samples": 64, "w1_samples": 50})
+    for alone, member in zip([train(cfg, 0), train(cfg, 1)], train_ensemble(cfg, [0, 1]), strict=True):
+        assert close_curves(alone, member, rel=1e-4)
+
+
+def test_an_ensemble_records_divergence_per_member_as_separate_runs_do():
+    cfg = config(loss={"name": "wgan"}, optimizer={"name": "sgd", "lr": 1e30},
+                 train={"generator_iters": 50, "batch_size": 32}, eval={"every": 25, "n_samples": 100, "w1_samples": 50})
+    separate = [train(cfg, seed) for seed in (0, 1)]
+    stacked = train_ensemble(cfg, [0, 1])
+    assert [(r.status, r.diverged_at, r.generator_iters) for r in stacked] == \
+        [(r.status, r.diverged_at, r.generator_iters) for r in separate]
+
+
+def test_stacked_members_share_nothing():
+    from bench.models import stack
+    from bench.models.mlp import MLPCritic, MLPCriticParams
+
+    stacked = stack([MLPCritic(MLPCriticParams(width=8, batchnorm=True), (2,)) for _ in range(2)])
+    with torch.no_grad():
+        stacked.net.layers[0].weight[0] = math.nan  # member 0 broken: member 1 must not notice
+    out = stacked(torch.randn(2, 4, 2))
+    out.sum().backward()
+    assert out[0].isnan().all() and out[1].isfinite().all()
+    grads = {name: p.grad for name, p in stacked.named_parameters()}
+    assert grads["net.layers.0.weight"][1].isfinite().all() and grads["net.layers.3.weight"][1].isfinite().all()
+    assert grads["net.layers.1.weight"][8:].isfinite().all()  # batch norm: member 1's 8 features
+
+
+def test_bf16_reaches_the_outcome_of_fp32():
+    # 8 Gaussians from W1 ~ 1.1 at initialization; the mode count of so short a run is noisy, W1 is not.
+    base = dict(dataset={"name": "8gaussians"}, generator={"width": 64}, critic={"width": 64},
+                optimizer={"lr": 1e-3}, eval={"every": 300, "n_samples": 1000, "w1_samples": 200})
+    finals = {}
+    for precision in ("fp32", "bf16"):
+        cfg = config(**base, train={"generator_iters": 300, "batch_size": 128, "precision": precision})
+        finals[precision] = [r.final for r in train_ensemble(cfg, [0, 1])]
+    for fp32, bf16 in zip(finals["fp32"], finals["bf16"], strict=True):
+        assert fp32["w1_exact"] < 0.5 and bf16["w1_exact"] == pytest.approx(fp32["w1_exact"], rel=0.15)
+    modes = {p: sum(f["modes_captured"] for f in finals[p]) / 2 for p in finals}
+    assert abs(modes["bf16"] - modes["fp32"]) <= 2

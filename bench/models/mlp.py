@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -21,6 +23,70 @@ def _mlp(n_in: int, n_out: int, width: int, depth: int, batchnorm: bool) -> nn.S
         layers.append(nn.ReLU())
     layers.append(nn.Linear(n_in if depth == 1 else width, n_out))
     return nn.Sequential(*layers)
+
+
+class StackedLinear(nn.Module):
+    """k ``nn.Linear`` layers as one: weight (k, out, in), bias (k, out); (k, B, in) -> (k, B, out)."""
+
+    def __init__(self, layers: list[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]).clone())
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+    def copy_member(self, i: int, layer: nn.Linear) -> None:
+        layer.weight.copy_(self.weight[i])
+        layer.bias.copy_(self.bias[i])
+
+
+class StackedBatchNorm1d(nn.Module):
+    """k ``nn.BatchNorm1d`` layers as one: each member's features are normalized over its own batch (the
+    k * F columns of the (B, k * F) view are exactly the members' features), with its own affine and running
+    statistics."""
+
+    def __init__(self, layers: list[nn.BatchNorm1d]):
+        super().__init__()
+        self.eps, self.momentum, self.features = layers[0].eps, layers[0].momentum, layers[0].num_features
+        self.weight = nn.Parameter(torch.cat([layer.weight.detach() for layer in layers]).clone())
+        self.bias = nn.Parameter(torch.cat([layer.bias.detach() for layer in layers]).clone())
+        self.register_buffer("running_mean", torch.cat([layer.running_mean for layer in layers]).clone())
+        self.register_buffer("running_var", torch.cat([layer.running_var for layer in layers]).clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        k, b, f = x.shape
+        y = F.batch_norm(x.transpose(0, 1).reshape(b, k * f), self.running_mean, self.running_var, self.weight,
+                         self.bias, self.training, self.momentum, self.eps)
+        return y.view(b, k, f).transpose(0, 1)
+
+    def copy_member(self, i: int, layer: nn.BatchNorm1d) -> None:
+        part = slice(i * self.features, (i + 1) * self.features)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(layer, name).copy_(getattr(self, name)[part])
+
+
+class StackedMLP(nn.Module):
+    """k ``_mlp`` networks of one layout as one module on (k, B, features) inputs."""
+
+    def __init__(self, nets: list[nn.Sequential]):
+        super().__init__()
+        stacked = {nn.Linear: StackedLinear, nn.BatchNorm1d: StackedBatchNorm1d}
+        self.nets = nets  # a plain list: the members are not submodules (their parameters are not trained)
+        self.layers = nn.Sequential(*[
+            stacked[type(group[0])](list(group)) if type(group[0]) in stacked else group[0]  # ReLU, Tanh
+            for group in zip(*nets)
+        ])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+    @torch.no_grad()
+    def sync_members(self) -> None:
+        for j, layer in enumerate(self.layers):
+            if hasattr(layer, "copy_member"):
+                for i, net in enumerate(self.nets):
+                    layer.copy_member(i, net[j])
 
 
 class MLPGeneratorParams(GeneratorParams):
@@ -47,6 +113,25 @@ class MLPGenerator(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(len(z), *self.data_shape)
 
+    @classmethod
+    def stacked(cls, members: list[MLPGenerator]) -> StackedMLPGenerator:
+        return StackedMLPGenerator(members)
+
+
+class StackedMLPGenerator(nn.Module):
+    """k MLP generators: noise (k, B, latent_dim) -> samples (k, B, *data_shape)."""
+
+    def __init__(self, members: list[MLPGenerator]):
+        super().__init__()
+        self.members, self.data_shape = members, members[0].data_shape
+        self.net = StackedMLP([g.net for g in members])
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).view(*z.shape[:2], *self.data_shape)
+
+    def sync_members(self) -> None:
+        self.net.sync_members()
+
 
 class MLPCritic(nn.Module):
     def __init__(self, p: MLPCriticParams, data_shape: tuple[int, ...]):
@@ -55,6 +140,25 @@ class MLPCritic(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1)).squeeze(1)
+
+    @classmethod
+    def stacked(cls, members: list[MLPCritic]) -> StackedMLPCritic:
+        return StackedMLPCritic(members)
+
+
+class StackedMLPCritic(nn.Module):
+    """k MLP critics: samples (k, B, *data_shape) -> scores (k, B)."""
+
+    def __init__(self, members: list[MLPCritic]):
+        super().__init__()
+        self.members = members
+        self.net = StackedMLP([c.net for c in members])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(2)).squeeze(-1)
+
+    def sync_members(self) -> None:
+        self.net.sync_members()
 
 
 GENERATORS.register("mlp", params=MLPGeneratorParams)(MLPGenerator)

@@ -1,0 +1,299 @@
+"""``python -m bench.perf [--quick] [--end-to-end]``: how fast the harness trains, against a plain loop.
+
+Each case times, in this one process, the harness's trainer (``bench.train``) and ``reference_step``, the
+textbook Algorithm 1 written out below with torch's default optimizers and nothing else, on the same
+config, networks and data: generator iterations per second of training (initialization and evaluation
+excluded; the first iterations are a warm-up). ``ensemble`` cases train k seeds as one stacked ensemble and
+report per-cell throughput (k x iterations / s). ``outcome`` trains the same config to the end with the
+reference (fp32) and the harness (bf16, stacked seeds) and compares the mode metrics they reach: speed must
+not come from computing something else. ``--end-to-end`` times the quickstart ablation: ``bench.run``'s
+scheduler (worker per core, stacked seeds) against the same cells trained one after another by the
+reference loop, each evaluated at the end with the same metrics.
+
+Every row is appended to ``results/perf/history.parquet`` (with versions, git sha, host, threads) so the
+numbers have a history; a table is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from bench import seeding, store
+from bench.data import DATASETS
+from bench.losses import LOSSES
+from bench.metrics.modes import mode_metrics
+from bench.metrics.transport import exact_w1
+from bench.models import CRITICS, GENERATORS
+from bench.spec import load, resolve_config
+from bench.train import build_component, train, train_ensemble
+
+TOY = {"preset": "toy", "dataset": {"name": "25gaussians"}, "eval": {"metrics": ["modes"], "n_samples": 2500}}
+
+
+def toy_config(loss: dict, width: int, optimizer: dict | None = None, **train) -> dict:
+    return resolve_config({**TOY, "generator": {"arch": "mlp", "width": width}, "critic": {"arch": "mlp", "width": width},
+                           "loss": loss, "optimizer": optimizer or {}, "train": train})
+
+
+def dcgan_config(**train) -> dict:
+    return resolve_config({"preset": "paper", "dataset": {"name": "digits", "image_size": 32},
+                           "generator": {"arch": "dcgan", "ngf": 32}, "critic": {"arch": "dcgan", "ndf": 32},
+                           "loss": {"name": "wgan", "clip_value": 0.01}, "train": train,
+                           "eval": {"metrics": [], "n_samples": 64}})
+
+
+# --------------------------------------------------------------------------------------- the reference
+
+
+def reference_train(config: dict, seed: int, iters: int) -> tuple[float, torch.nn.Module, object]:
+    """The textbook loop (WGAN / WGAN-GP Algorithm 1) on ``config``'s networks, data and optimizer settings,
+    with torch's default (single-tensor) optimizers: seconds for ``iters`` generator steps after a warm-up
+    of a tenth of them; returns (seconds, generator, dataset)."""
+    g_cfg, tr, opt = config["generator"], config["train"], config["optimizer"]
+    data = build_component(DATASETS, config["dataset"], "name", seed)
+    torch.manual_seed(seed)
+    G = build_component(GENERATORS, g_cfg, "arch", data.shape)
+    D = build_component(CRITICS, config["critic"], "arch", data.shape)
+    loss = build_component(LOSSES, config["loss"], "name")
+    if opt["name"] == "adam":
+        opt_g = torch.optim.Adam(G.parameters(), lr=opt["generator_lr"], betas=opt["betas"])
+        opt_d = torch.optim.Adam(D.parameters(), lr=opt["critic_lr"], betas=opt["betas"])
+    else:
+        opt_g = torch.optim.RMSprop(G.parameters(), lr=opt["generator_lr"])
+        opt_d = torch.optim.RMSprop(D.parameters(), lr=opt["critic_lr"])
+    m, z_dim = tr["batch_size"], g_cfg["latent_dim"]
+    warmup = max(1, iters // 10)
+    for it in range(warmup + iters):
+        if it == warmup:
+            start = time.perf_counter()
+        for p in D.parameters():
+            p.requires_grad = True
+        for _ in range(tr["n_critic"]):
+            real = data.sample(m)
+            fake = G(torch.randn(m, z_dim)).detach()
+            d_loss = loss.critic(D(real), D(fake))
+            if loss.gp_lambda:
+                eps = torch.rand(m, *([1] * len(data.shape)))
+                x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+                (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+                d_loss = d_loss + loss.gp_lambda * ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            if loss.clip_value is not None:
+                for p in D.parameters():
+                    p.data.clamp_(-loss.clip_value, loss.clip_value)
+        for p in D.parameters():
+            p.requires_grad = False
+        g_loss = loss.generator(D(G(torch.randn(m, z_dim))))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+    return time.perf_counter() - start, G, data
+
+
+def final_modes(G: torch.nn.Module, data, seed: int, n: int = 2500) -> dict[str, float]:
+    """Mode metrics of ``n`` samples of a reference-trained generator (what the harness's ``modes`` gives)."""
+    with torch.no_grad():
+        z = torch.randn(n, G.net[0].in_features, generator=seeding.generator(seed, "eval"))
+        samples = G(z)
+    centers, std = data.modes
+    return mode_metrics(samples, centers, std)
+
+
+# -------------------------------------------------------------------------------------------- the cases
+
+
+def harness_rate(config: dict, iters: int, seeds: list[int]) -> tuple[float, list]:
+    """Generator iterations per second per cell of the harness's trainer (training clock only), warm-up
+    excluded: a run of a tenth of ``iters`` is subtracted from the full run."""
+    warmup = max(1, iters // 10)
+
+    def run(n: int):
+        cfg = copy.deepcopy(config)
+        cfg["train"]["generator_iters"] = n
+        cfg["eval"]["every"] = n
+        results = train_ensemble(cfg, seeds) if len(seeds) > 1 else [train(cfg, seeds[0])]
+        return results[0].train_s, results
+
+    short, _ = run(warmup)
+    full, results = run(warmup + iters)
+    return len(seeds) * iters / max(full - short, 1e-9), results
+
+
+def speed_cases(quick: bool) -> list[dict]:
+    n512, n128, ndc = (20, 100, 10) if quick else (60, 400, 30)
+    k = 4
+    cases = []
+    for name, loss, width, iters in [("toy wgan-gp w512", {"name": "wgan-gp"}, 512, n512),
+                                     ("toy wgan-gp w128", {"name": "wgan-gp"}, 128, n128),
+                                     ("toy wgan-clip w512", {"name": "wgan", "clip_value": 0.01}, 512, n512)]:
+        for precision in ("fp32", "bf16"):
+            cases.append({"case": name, "config": toy_config(loss, width, precision=precision), "iters": iters,
+                          "seeds": [0], "variant": f"harness {precision}"})
+        if width == 128:
+            for precision in ("fp32", "bf16"):
+                cases.append({"case": name, "config": toy_config(loss, width, precision=precision), "iters": iters,
+                              "seeds": list(range(k)), "variant": f"harness {precision}, {k} seeds stacked"})
+    for precision in ("fp32", "bf16"):
+        cases.append({"case": "dcgan 32x32 wgan", "config": dcgan_config(precision=precision), "iters": ndc,
+                      "seeds": [0], "variant": f"harness {precision}"})
+    return cases
+
+
+def run_speed(quick: bool, console: Console) -> list[dict]:
+    rows, reference = [], {}
+    for case in speed_cases(quick):
+        name, config, iters = case["case"], case["config"], case["iters"]
+        if name not in reference:
+            seconds, _, _ = reference_train(config, 0, iters)
+            reference[name] = iters / seconds
+            rows.append({"case": name, "variant": "reference fp32", "iters_per_s": reference[name], "ratio": 1.0})
+            console.print(f"{name}: reference {reference[name]:.2f} it/s")
+        rate, _ = harness_rate(config, iters, case["seeds"])
+        rows.append({"case": name, "variant": case["variant"], "iters_per_s": rate, "ratio": rate / reference[name]})
+        console.print(f"{name}: {case['variant']} {rate:.2f} it/s per cell ({rate / reference[name]:.2f}x)")
+    return rows
+
+
+def run_outcome(quick: bool, console: Console) -> list[dict]:
+    """Same config to the end: reference fp32 vs harness fp32 and harness bf16 with two stacked seeds."""
+    iters = 500 if quick else 2000
+    base = {"name": "wgan-gp"}
+    rows = []
+    quickstart_lr = {"lr": 1e-3}
+    for seed in (0, 1):
+        cfg = toy_config(base, 128, quickstart_lr, generator_iters=iters)
+        seconds, G, data = reference_train(cfg, seed, iters)
+        rows.append({"case": f"outcome wgan-gp w128 {iters} it", "variant": "reference fp32", "seed": seed,
+                     "iters_per_s": iters / seconds, **final_modes(G, data, seed)})
+    for precision in ("fp32", "bf16"):
+        cfg = toy_config(base, 128, quickstart_lr, generator_iters=iters, precision=precision)
+        cfg["eval"]["every"] = iters
+        for seed, result in zip((0, 1), train_ensemble(cfg, [0, 1])):
+            rows.append({"case": f"outcome wgan-gp w128 {iters} it", "variant": f"harness {precision}, 2 seeds stacked",
+                         "seed": seed, "iters_per_s": 2 * iters / result.train_s,
+                         **{k: result.final[k] for k in ("modes_captured", "hq_fraction", "mode_kl")}})
+    for r in rows:
+        console.print(f"{r['case']}: {r['variant']} seed {r['seed']}: {r['modes_captured']:.0f} modes, "
+                      f"hq {r['hq_fraction']:.3f}")
+    return rows
+
+
+def run_metrics(console: Console) -> list[dict]:
+    """Evaluation throughput: mode metrics on 2,500 toy samples; exact W1 (POT) on 1,000 + 1,000 points;
+    LeNet feature extraction (the ``lenet-mnist`` space's network; untrained weights, the same compute)."""
+    from bench.metrics.features import LeNet
+
+    data = DATASETS.get("25gaussians")(DATASETS.entry("25gaussians").params(), 0)
+    x = data.sample(2500)
+    centers, std = data.modes
+    rows = []
+    for name, fn, n, reps in [("mode metrics (2500 samples)", lambda: mode_metrics(x, centers, std), 2500, 50),
+                              ("exact W1 via POT (1000 vs 1000)", lambda: exact_w1(x[:1000], x[1000:2000]), 1000, 5)]:
+        fn()
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        rows.append({"case": name, "variant": "harness", "samples_per_s": n * reps / (time.perf_counter() - t)})
+    net = LeNet().eval()
+    images = torch.rand(1000, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        net.features(images)
+        t = time.perf_counter()
+        for _ in range(5):
+            net.features(images)
+    rows.append({"case": "lenet features (32x32)", "variant": "harness", "samples_per_s": 5000 / (time.perf_counter() - t)})
+    for r in rows:
+        console.print(f"{r['case']}: {r['samples_per_s']:.0f} samples/s")
+    return rows
+
+
+def run_end_to_end(console: Console, workers: int | None) -> list[dict]:
+    """The quickstart: ``bench.run``'s local scheduler vs the reference loop over the same cells in turn."""
+    from bench.scheduler import run_local
+
+    spec, cells = load(Path(__file__).resolve().parent.parent / "ablations" / "quickstart.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        report = run_local(cells, Path(tmp) / spec.name, workers=workers, progress=False)
+        harness_s = time.perf_counter() - t
+        runs = store.load(Path(tmp) / spec.name)["runs"]
+    assert len(report.ran) == len(cells), report
+    t = time.perf_counter()
+    reference = []
+    for cell in cells:
+        _, G, data = reference_train(cell.config, cell.seed, cell.config["train"]["generator_iters"])
+        reference.append(final_modes(G, data, cell.seed))
+        with torch.no_grad():
+            samples = G(torch.randn(1000, G.net[0].in_features))
+        exact_w1(samples, data.reference(1000))  # the harness measures W1 at the end too
+    reference_s = time.perf_counter() - t
+    console.print(f"quickstart end to end: harness {harness_s:.0f} s, reference loop one cell after another "
+                  f"{reference_s:.0f} s ({reference_s / harness_s:.2f}x)")
+    by_loss = runs.groupby("loss.name")["modes_captured"].mean()
+    ref = pd.DataFrame({"loss": [c.config["loss"]["name"] for c in cells],
+                        "modes": [r["modes_captured"] for r in reference]}).groupby("loss")["modes"].mean()
+    console.print("mean modes captured, harness vs reference: " + ", ".join(
+        f"{loss} {by_loss[loss]:.1f} / {ref[loss]:.1f}" for loss in ref.index))
+    return [{"case": "quickstart end to end", "variant": "reference, cells in turn", "wall_s": reference_s, "ratio": 1.0},
+            {"case": "quickstart end to end", "variant": "harness (bench.run scheduler)", "wall_s": harness_s,
+             "ratio": reference_s / harness_s}]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer iterations (about a minute)")
+    p.add_argument("--end-to-end", action="store_true", help="also time the quickstart ablation (several minutes)")
+    p.add_argument("--no-outcome", action="store_true", help="skip the trained-to-the-end comparison")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    p.add_argument("--out", default="results/perf/history.parquet", help="parquet the rows are appended to")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    stamp = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
+             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), **store.provenance()}
+    rows = run_speed(args.quick, console) + run_metrics(console)
+    if not args.no_outcome:
+        rows += run_outcome(args.quick, console)
+    if args.end_to_end:
+        rows += run_end_to_end(console, None)
+    frame = pd.DataFrame([{**stamp, **r} for r in rows])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        frame = pd.concat([pd.read_parquet(out), frame], ignore_index=True)
+    frame.to_parquet(out, index=False)
+
+    table = Table(title=f"bench.perf ({torch.get_num_threads()} threads; history: {out})", title_justify="left")
+    for col in ("case", "variant", "it/s per cell", "x reference", "samples/s", "wall s", "modes", "hq"):
+        table.add_column(col, justify="left" if col in ("case", "variant") else "right")
+
+    def fmt(r, key, spec):
+        value = r.get(key)
+        return "" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
+
+    for r in rows:
+        table.add_row(r["case"], r["variant"], fmt(r, "iters_per_s", ".2f"), fmt(r, "ratio", ".2f"),
+                      fmt(r, "samples_per_s", ".0f"), fmt(r, "wall_s", ".0f"), fmt(r, "modes_captured", ".0f"),
+                      fmt(r, "hq_fraction", ".3f"))
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

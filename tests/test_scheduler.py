@@ -1,0 +1,64 @@
+"""The scheduler's ensembles: which cells train together, and that doing so changes no result."""
+
+import pytest
+
+import bench.train
+from bench import store
+from bench.scheduler import ensembles, run_group, run_local
+from bench.spec import Cell, resolve_config
+from tests.conftest import tiny_base
+
+
+def cells(seeds, study="s", **overrides):
+    config = resolve_config(tiny_base(**overrides))
+    return [Cell(study, config, seed, {}) for seed in seeds]
+
+
+def ids(groups):
+    return sorted(sorted(c.seed for c in g) for g in groups)
+
+
+def test_seeds_of_one_config_train_together_up_to_the_limit():
+    wgan, gp = cells(range(5), loss={"name": "wgan"}), cells(range(3))
+    groups = ensembles(wgan + gp, workers=1, max_members=4)
+    assert sorted(map(len, groups)) == [1, 3, 4]
+    assert all(len({c.config_id for c in g}) == 1 for g in groups)  # never two configs in one ensemble
+    assert ids(ensembles(gp, workers=1, max_members=1)) == [[0], [1], [2]]
+
+
+def test_ensembles_are_split_so_that_every_worker_has_work():
+    groups = ensembles(cells(range(4)), workers=2, max_members=8)
+    assert ids(groups) == [[0, 1], [2, 3]]
+    assert len(ensembles(cells(range(3)), workers=8, max_members=8)) == 3
+
+
+def test_cells_with_checkpoints_or_without_a_stacked_model_train_alone():
+    checkpointed = cells(range(2), train={"generator_iters": 20, "batch_size": 32, "checkpoint_every": 10})
+    dcgan = cells(range(2), dataset={"name": "digits", "image_size": 16},
+                  generator={"arch": "dcgan", "ngf": 8}, critic={"arch": "dcgan", "ndf": 8},
+                  eval={"every": 10, "n_samples": 64, "metrics": []})
+    assert sorted(map(len, ensembles(checkpointed + dcgan, workers=1, max_members=8))) == [1, 1, 1, 1]
+
+
+def test_a_failing_ensemble_is_retrained_cell_by_cell(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("ensemble broke")
+
+    monkeypatch.setattr(bench.train, "train_ensemble", broken)
+    results = run_group(cells([0, 1]), "cpu", [None, None])
+    assert [r.status for r in results] == ["ok", "ok"] and [r.ensemble_size for r in results] == [1, 1]
+
+
+@pytest.mark.slow
+def test_a_study_stores_the_same_results_with_and_without_ensembles(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    matrix = cells([0, 1, 2], loss={"name": "wgan"}) + cells([0, 1, 2])
+    run_local(matrix, tmp_path / "alone", workers=2, ensemble=1, progress=False)
+    run_local(matrix, tmp_path / "stacked", workers=2, ensemble=8, progress=False)
+    alone = store.load(tmp_path / "alone")["runs"].set_index("cell_id").sort_index()
+    stacked = store.load(tmp_path / "stacked")["runs"].set_index("cell_id").sort_index()
+    assert list(alone.index) == list(stacked.index) == sorted(c.cell_id for c in matrix)
+    assert set(alone["ensemble_size"]) == {1} and set(stacked["ensemble_size"]) == {3}
+    assert (stacked["status"] == "ok").all()
+    for metric in ["w1_exact", "modes_captured", "hq_fraction", "critic_loss"]:
+        assert stacked[metric].to_numpy() == pytest.approx(alone[metric].to_numpy(), rel=1e-3, abs=1e-4), metric
