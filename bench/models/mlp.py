@@ -26,18 +26,19 @@ def _mlp(n_in: int, n_out: int, width: int, depth: int, batchnorm: bool) -> nn.S
 
 
 class StackedLinear(nn.Module):
-    """k ``nn.Linear`` layers as one: weight (k, out, in), bias (k, out); (k, B, in) -> (k, B, out)."""
+    """k ``nn.Linear`` layers as one: weight (k, in, out) (each member's transposed: the layout batched
+    matmuls run fastest on), bias (k, out); (k, B, in) -> (k, B, out)."""
 
     def __init__(self, layers: list[nn.Linear]):
         super().__init__()
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]).clone())
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach().t() for layer in layers]).contiguous())
         self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
     def copy_member(self, i: int, layer: nn.Linear) -> None:
-        layer.weight.copy_(self.weight[i])
+        layer.weight.copy_(self.weight[i].t())
         layer.bias.copy_(self.bias[i])
 
 
