@@ -119,7 +119,7 @@ def runs_row(cell, result, prov: dict[str, str], extra: dict[str, Any] | None = 
         "wall_s": result.wall_s,
         "train_s": result.train_s,
         "generator_iters": result.generator_iters,
-        "ensemble_size": getattr(result, "ensemble_size", 1),  # seeds trained with it as one stacked ensemble
+        "ensemble_size": result.ensemble_size,  # seeds trained with it as one stacked ensemble
         **config_columns,
         **result.final,
         "feature_space": None,  # set by image metrics (e.g. "inception-v3-compat"), absent for toy metrics

@@ -138,13 +138,13 @@ def test_stacked_members_share_nothing():
 
     stacked = stack([MLPCritic(MLPCriticParams(width=8, batchnorm=True), (2,)) for _ in range(2)])
     with torch.no_grad():
-        stacked.net.layers[0].weight[0] = math.nan  # member 0 broken: member 1 must not notice
+        stacked.layers[0].weight[0] = math.nan  # member 0 broken: member 1 must not notice
     out = stacked(torch.randn(2, 4, 2))
     out.sum().backward()
     assert out[0].isnan().all() and out[1].isfinite().all()
     grads = {name: p.grad for name, p in stacked.named_parameters()}
-    assert grads["net.layers.0.weight"][1].isfinite().all() and grads["net.layers.3.weight"][1].isfinite().all()
-    assert grads["net.layers.1.weight"][8:].isfinite().all()  # batch norm: member 1's 8 features
+    assert grads["layers.0.weight"][1].isfinite().all() and grads["layers.3.weight"][1].isfinite().all()
+    assert grads["layers.1.weight"][8:].isfinite().all()  # batch norm: member 1's 8 features
 
 
 def test_bf16_reaches_the_outcome_of_fp32():

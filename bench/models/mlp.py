@@ -68,26 +68,24 @@ class StackedBatchNorm1d(nn.Module):
 
 
 class StackedMLP(nn.Module):
-    """k ``_mlp`` networks of one layout as one module on (k, B, features) inputs."""
+    """k MLP generators or critics (their ``_mlp`` layouts, ``.net``) as one stack of layers on
+    (k, B, features); the subclasses say how inputs and outputs are shaped."""
 
-    def __init__(self, nets: list[nn.Sequential]):
+    def __init__(self, members: list[nn.Module]):
         super().__init__()
         stacked = {nn.Linear: StackedLinear, nn.BatchNorm1d: StackedBatchNorm1d}
-        self.nets = nets  # a plain list: the members are not submodules (their parameters are not trained)
+        self.members = members  # a plain list: the members are not submodules (their parameters are not trained)
         self.layers = nn.Sequential(*[
             stacked[type(group[0])](list(group)) if type(group[0]) in stacked else group[0]  # ReLU, Tanh
-            for group in zip(*nets)
+            for group in zip(*(m.net for m in members))
         ])
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
 
     @torch.no_grad()
     def sync_members(self) -> None:
         for j, layer in enumerate(self.layers):
             if hasattr(layer, "copy_member"):
-                for i, net in enumerate(self.nets):
-                    layer.copy_member(i, net[j])
+                for i, member in enumerate(self.members):
+                    layer.copy_member(i, member.net[j])
 
 
 class MLPGeneratorParams(GeneratorParams):
@@ -119,19 +117,11 @@ class MLPGenerator(nn.Module):
         return StackedMLPGenerator(members)
 
 
-class StackedMLPGenerator(nn.Module):
+class StackedMLPGenerator(StackedMLP):
     """k MLP generators: noise (k, B, latent_dim) -> samples (k, B, *data_shape)."""
 
-    def __init__(self, members: list[MLPGenerator]):
-        super().__init__()
-        self.members, self.data_shape = members, members[0].data_shape
-        self.net = StackedMLP([g.net for g in members])
-
     def forward(self, z: Tensor) -> Tensor:
-        return self.net(z).view(*z.shape[:2], *self.data_shape)
-
-    def sync_members(self) -> None:
-        self.net.sync_members()
+        return self.layers(z).view(*z.shape[:2], *self.members[0].data_shape)
 
 
 class MLPCritic(nn.Module):
@@ -147,19 +137,11 @@ class MLPCritic(nn.Module):
         return StackedMLPCritic(members)
 
 
-class StackedMLPCritic(nn.Module):
+class StackedMLPCritic(StackedMLP):
     """k MLP critics: samples (k, B, *data_shape) -> scores (k, B)."""
 
-    def __init__(self, members: list[MLPCritic]):
-        super().__init__()
-        self.members = members
-        self.net = StackedMLP([c.net for c in members])
-
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(2)).squeeze(-1)
-
-    def sync_members(self) -> None:
-        self.net.sync_members()
+        return self.layers(x.flatten(2)).squeeze(-1)
 
 
 GENERATORS.register("mlp", params=MLPGeneratorParams)(MLPGenerator)
