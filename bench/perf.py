@@ -1,14 +1,17 @@
 """``python -m bench.perf [--quick] [--end-to-end]``: how fast the harness trains, against a plain loop.
 
-Each case times, in this one process, the harness's trainer (``bench.train``) and ``reference_step``, the
+Each case times, in this one process, the harness's trainer (``bench.train``) and ``reference_train``, the
 textbook Algorithm 1 written out below with torch's default optimizers and nothing else, on the same
 config, networks and data: generator iterations per second of training (initialization and evaluation
-excluded; the first iterations are a warm-up). ``ensemble`` cases train k seeds as one stacked ensemble and
-report per-cell throughput (k x iterations / s). ``outcome`` trains the same config to the end with the
-reference (fp32) and the harness (bf16, stacked seeds) and compares the mode metrics they reach: speed must
-not come from computing something else. ``--end-to-end`` times the quickstart ablation: ``bench.run``'s
-scheduler (worker per core, stacked seeds) against the same cells trained one after another by the
-reference loop, each evaluated at the end with the same metrics.
+excluded; the first iterations are a warm-up). The two alternate in ``--rounds`` pairs; the result is the
+median of the pairs' ratios, reported with their range and the share of CPU time the hypervisor gave
+other guests meanwhile (``steal``). Cases with several seeds train them as one stacked ensemble and report
+per-cell throughput (k x iterations / s). ``outcome`` trains the same config to the end with the
+reference (fp32) and the harness (fp32 and bf16, stacked seeds) and compares the mode metrics they reach:
+speed must not come from computing something else. ``--end-to-end`` times the quickstart ablation: the
+same cells trained one after another by the reference loop, against ``bench.run``'s scheduler (worker per
+core, stacked seeds) as the spec is written (fp32) and with ``train.precision: bf16``, each evaluated at
+the end with the same metrics.
 
 Every row is appended to ``results/perf/history.parquet`` (with versions, git sha, host, threads) so the
 numbers have a history; a table is printed at the end.
@@ -18,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -135,7 +140,7 @@ def harness_rate(config: dict, iters: int, seeds: list[int]) -> tuple[float, lis
 
 
 def speed_cases(quick: bool) -> list[dict]:
-    n512, n128, ndc = (20, 100, 10) if quick else (60, 400, 30)
+    n512, n128, ndc = (15, 80, 8) if quick else (30, 200, 15)  # per round
     k = 4
     cases = []
     for name, loss, width, iters in [("toy wgan-gp w512", {"name": "wgan-gp"}, 512, n512),
@@ -154,18 +159,51 @@ def speed_cases(quick: bool) -> list[dict]:
     return cases
 
 
-def run_speed(quick: bool, console: Console) -> list[dict]:
-    rows, reference = [], {}
+def steal_meter() -> Callable[[], float]:
+    """Start measuring the share of CPU time the hypervisor gave to other guests (``steal`` in
+    /proc/stat); the returned function gives it since the start, nan where /proc/stat is not there. On a
+    shared virtual machine it explains runs that are slow for no reason of their own."""
+
+    def read() -> np.ndarray | None:
+        try:
+            with open("/proc/stat") as f:
+                return np.array(f.readline().split()[1:9], dtype=float)  # user nice system idle iowait irq softirq steal
+        except (OSError, ValueError):
+            return None
+
+    start = read()
+
+    def since() -> float:
+        end = read()
+        if start is None or end is None or (end - start).sum() <= 0:
+            return float("nan")
+        delta = end - start
+        return float(delta[7] / delta.sum())
+
+    return since
+
+
+def run_speed(quick: bool, rounds: int, console: Console) -> list[dict]:
+    """Each variant against the reference in ``rounds`` alternating pairs (reference, harness), so that a
+    machine whose speed drifts (other guests, frequency) slows both sides alike: the ratio is the median of
+    the pairs' ratios, with their range; the rates are medians."""
+    rows = []
     for case in speed_cases(quick):
         name, config, iters = case["case"], case["config"], case["iters"]
-        if name not in reference:
+        steal = steal_meter()
+        pairs = []
+        for _ in range(rounds):
             seconds, _, _ = reference_train(config, 0, iters)
-            reference[name] = iters / seconds
-            rows.append({"case": name, "variant": "reference fp32", "iters_per_s": reference[name], "ratio": 1.0})
-            console.print(f"{name}: reference {reference[name]:.2f} it/s")
-        rate, _ = harness_rate(config, iters, case["seeds"])
-        rows.append({"case": name, "variant": case["variant"], "iters_per_s": rate, "ratio": rate / reference[name]})
-        console.print(f"{name}: {case['variant']} {rate:.2f} it/s per cell ({rate / reference[name]:.2f}x)")
+            rate, _ = harness_rate(config, iters, case["seeds"])
+            pairs.append((iters / seconds, rate))
+        ref_rates, rates = np.array(pairs).T
+        ratios = rates / ref_rates
+        rows.append({"case": name, "variant": case["variant"], "iters_per_s": float(np.median(rates)),
+                     "reference_iters_per_s": float(np.median(ref_rates)), "ratio": float(np.median(ratios)),
+                     "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max()), "rounds": rounds,
+                     "cpu_steal": steal()})
+        console.print(f"{name}: {case['variant']} {np.median(rates):.2f} it/s per cell, reference "
+                      f"{np.median(ref_rates):.2f}: {np.median(ratios):.2f}x ({ratios.min():.2f}-{ratios.max():.2f})")
     return rows
 
 
@@ -223,55 +261,71 @@ def run_metrics(console: Console) -> list[dict]:
 
 
 def run_end_to_end(console: Console, workers: int | None) -> list[dict]:
-    """The quickstart: ``bench.run``'s local scheduler vs the reference loop over the same cells in turn."""
+    """The quickstart: the same cells trained one after another by the reference loop, then by
+    ``bench.run``'s local scheduler as the spec is written (fp32), then by the scheduler with
+    ``train.precision: bf16``. Each side evaluates at the end with the same metrics (the harness also
+    evaluates every ``eval.every`` steps)."""
     from bench.scheduler import run_local
 
     spec, cells = load(Path(__file__).resolve().parent.parent / "ablations" / "quickstart.yaml")
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        report = run_local(cells, Path(tmp) / spec.name, workers=workers, progress=False)
-        harness_s = time.perf_counter() - t
-        runs = store.load(Path(tmp) / spec.name)["runs"]
-    assert len(report.ran) == len(cells), report
     t = time.perf_counter()
     reference = []
     for cell in cells:
         _, G, data = reference_train(cell.config, cell.seed, cell.config["train"]["generator_iters"])
-        reference.append(final_modes(G, data, cell.seed))
+        reference.append({"loss": cell.config["loss"]["name"], **final_modes(G, data, cell.seed)})
         with torch.no_grad():
             samples = G(torch.randn(1000, G.net[0].in_features))
         exact_w1(samples, data.reference(1000))  # the harness measures W1 at the end too
     reference_s = time.perf_counter() - t
-    console.print(f"quickstart end to end: harness {harness_s:.0f} s, reference loop one cell after another "
-                  f"{reference_s:.0f} s ({reference_s / harness_s:.2f}x)")
-    by_loss = runs.groupby("loss.name")["modes_captured"].mean()
-    ref = pd.DataFrame({"loss": [c.config["loss"]["name"] for c in cells],
-                        "modes": [r["modes_captured"] for r in reference]}).groupby("loss")["modes"].mean()
-    console.print("mean modes captured, harness vs reference: " + ", ".join(
-        f"{loss} {by_loss[loss]:.1f} / {ref[loss]:.1f}" for loss in ref.index))
-    return [{"case": "quickstart end to end", "variant": "reference, cells in turn", "wall_s": reference_s, "ratio": 1.0},
-            {"case": "quickstart end to end", "variant": "harness (bench.run scheduler)", "wall_s": harness_s,
-             "ratio": reference_s / harness_s}]
+    modes = {"reference": pd.DataFrame(reference).groupby("loss")["modes_captured"].mean()}
+    rows = [{"case": "quickstart end to end", "variant": "reference, cells in turn", "wall_s": reference_s,
+             "ratio": 1.0, "modes_captured": float(modes["reference"].mean())}]
+    for precision in ("fp32", "bf16"):
+        variant = [dataclasses.replace(c, config=copy.deepcopy(c.config)) for c in cells]
+        for cell in variant:
+            cell.config["train"]["precision"] = precision
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            report = run_local(variant, Path(tmp) / spec.name, workers=workers, progress=False)
+            harness_s = time.perf_counter() - t
+            runs = store.load(Path(tmp) / spec.name)["runs"]
+        assert len(report.ran) == len(cells) and set(report.statuses.values()) == {"ok"}, report
+        modes[precision] = runs.groupby("loss.name")["modes_captured"].mean()
+        rows.append({"case": "quickstart end to end", "variant": f"harness {precision} (bench.run scheduler)",
+                     "wall_s": harness_s, "ratio": reference_s / harness_s,
+                     "modes_captured": float(modes[precision].mean())})
+        console.print(f"quickstart end to end: reference loop, cells in turn {reference_s:.0f} s; harness {precision} "
+                      f"{harness_s:.0f} s ({reference_s / harness_s:.2f}x)")
+    console.print("mean modes captured per loss (reference / harness fp32 / harness bf16): " + ", ".join(
+        f"{loss} " + " / ".join(f"{modes[k][loss]:.1f}" for k in ("reference", "fp32", "bf16"))
+        for loss in modes["reference"].index))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations (about a minute)")
     p.add_argument("--end-to-end", action="store_true", help="also time the quickstart ablation (several minutes)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="alternating reference/harness pairs per speed case (default 3; 2 with --quick)")
     p.add_argument("--no-outcome", action="store_true", help="skip the trained-to-the-end comparison")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     p.add_argument("--out", default="results/perf/history.parquet", help="parquet the rows are appended to")
     args = p.parse_args(argv)
+    rounds = args.rounds or (2 if args.quick else 3)
+    if rounds < 1:
+        p.error("--rounds must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    console = Console(width=None if sys.stdout.isatty() else 140)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     stamp = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), **store.provenance()}
-    rows = run_speed(args.quick, console) + run_metrics(console)
+    rows = run_speed(args.quick, rounds, console) + run_metrics(console)
     if not args.no_outcome:
         rows += run_outcome(args.quick, console)
     if args.end_to_end:
-        rows += run_end_to_end(console, None)
+        steal = steal_meter()
+        rows += [{**r, "cpu_steal": steal()} for r in run_end_to_end(console, None)]
     frame = pd.DataFrame([{**stamp, **r} for r in rows])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -279,8 +333,11 @@ def main(argv: list[str] | None = None) -> int:
         frame = pd.concat([pd.read_parquet(out), frame], ignore_index=True)
     frame.to_parquet(out, index=False)
 
-    table = Table(title=f"bench.perf ({torch.get_num_threads()} threads; history: {out})", title_justify="left")
-    for col in ("case", "variant", "it/s per cell", "x reference", "samples/s", "wall s", "modes", "hq"):
+    title = (f"bench.perf ({torch.get_num_threads()} threads; speed: median of {rounds} alternating reference/harness "
+             f"pairs; steal: CPU time taken by other guests of this VM; history: {out})")
+    table = Table(title=title, title_justify="left")
+    for col in ("case", "variant", "it/s per cell", "reference it/s", "x reference", "(range)", "samples/s", "wall s", "modes", "hq",
+                "steal %"):
         table.add_column(col, justify="left" if col in ("case", "variant") else "right")
 
     def fmt(r, key, spec):
@@ -288,9 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         return "" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
 
     for r in rows:
-        table.add_row(r["case"], r["variant"], fmt(r, "iters_per_s", ".2f"), fmt(r, "ratio", ".2f"),
+        spread = f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f}" if "ratio_min" in r else ""
+        steal = "" if np.isnan(r.get("cpu_steal", np.nan)) else f"{100 * r['cpu_steal']:.0f}"
+        table.add_row(r["case"], r["variant"], fmt(r, "iters_per_s", ".2f"), fmt(r, "reference_iters_per_s", ".2f"),
+                      fmt(r, "ratio", ".2f"), spread,
                       fmt(r, "samples_per_s", ".0f"), fmt(r, "wall_s", ".0f"), fmt(r, "modes_captured", ".0f"),
-                      fmt(r, "hq_fraction", ".3f"))
+                      fmt(r, "hq_fraction", ".3f"), steal)
     console.print(table)
     return 0
 

@@ -32,7 +32,7 @@ from bench import seeding
 from bench.data import DATASETS
 from bench.losses import LOSSES, GANLoss, clip_weights_, gradient_penalty
 from bench.metrics import METRICS, EvalContext
-from bench.models import CRITICS, GENERATORS, stack, weight_layers
+from bench.models import CRITICS, GENERATORS, scores_each_sample_alone, stack, weight_layers
 from bench.optim import build_optimizer
 
 Status = Literal["ok", "diverged", "failed", "timeout", "pruned"]
@@ -184,6 +184,7 @@ def _train(config: dict, seeds: list[int], hooks: Hooks, device: str) -> list[Ru
         generator_opt.load_state_dict(ckpt["generator_opt"])
         critic_opt.load_state_dict(ckpt["critic_opt"])
     eps_shape = (m,) + (1,) * len(shape)
+    one_call = scores_each_sample_alone(critic)
     autocast = _autocast(device, tr["precision"])
 
     def real_batch() -> Tensor:
@@ -200,10 +201,21 @@ def _train(config: dict, seeds: list[int], hooks: Hooks, device: str) -> list[Ru
                                        for mb in members])
         return generator(z)
 
+    def score_real_and_fake(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """D(x) and D(G(z)). A critic that scores each sample alone takes both batches in one call (half
+        the operations, twice the rows per matmul; the same scores); one with batch norm takes each batch
+        on its own, as the papers' code does, so each is normalized by its own statistics."""
+        if not one_call:
+            return critic(real), critic(fake)
+        scores = critic(torch.cat([real, fake], dim=1))
+        return scores[:, :m], scores[:, m:]
+
     def save_checkpoint() -> None:
         """Everything the rest of the run depends on, as tensors and plain values (``weights_only`` loads
         it); written to a temp file, fsynced and renamed, so a kill leaves the previous checkpoint intact."""
         (mb,) = members
+        generator.sync_members()
+        critic.sync_members()
         path = hooks.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -288,7 +300,7 @@ def _train(config: dict, seeds: list[int], hooks: Hooks, device: str) -> list[Ru
             if loss.clip_value is not None and loss.clip_when == "before":
                 clip_weights_(critic, loss.clip_value)
             with autocast:
-                critic_loss = loss.critic(critic(real), critic(fake))
+                critic_loss = loss.critic(*score_real_and_fake(real, fake))
                 if loss.gp_lambda:
                     eps = torch.stack([torch.rand(eps_shape, generator=mb.penalty_rng, device=device) for mb in members])
                     critic_loss = critic_loss + loss.gp_lambda * gradient_penalty(critic, real, fake, eps, batch_dims=2)

@@ -116,11 +116,12 @@ def test_an_ensemble_gives_each_seed_the_curves_of_its_own_run(loss):
 
 def test_an_ensemble_keeps_batch_norm_statistics_per_member():
     # Batch norm couples the samples of a batch, so pooling members' batches would show at once; over a few
-    # steps only float rounding separates the two (Adam amplifies rounding of pre-BN biases' ~0 gradients).
+    # steps only float rounding separates the two (Adam amplifies rounding of pre-BN biases' ~0 gradients,
+    # and w_estimate, a difference of two close means, shows it most).
     cfg = config(generator={"width": 16, "batchnorm": True}, critic={"width": 16, "batchnorm": True},
                  train={"generator_iters": 2, "batch_size": 32}, eval={"every": 1, "n_samples": 64, "w1_samples": 50})
     for alone, member in zip([train(cfg, 0), train(cfg, 1)], train_ensemble(cfg, [0, 1]), strict=True):
-        assert close_curves(alone, member, rel=1e-4)
+        assert close_curves(alone, member, rel=1e-3)
 
 
 def test_an_ensemble_records_divergence_per_member_as_separate_runs_do():

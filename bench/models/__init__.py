@@ -6,8 +6,8 @@
 
 The trainer works on *stacks*: k independent copies of one network (one per seed) whose inputs and outputs
 carry a leading member dimension, ``(k, batch, ...)``. ``stack(members)`` builds one: an architecture whose
-class has a ``stacked(members)`` constructor gets its batched form (the MLPs: one batched matmul per layer
-for all members); any other trains alone, wrapped by ``Single``. Members never interact, so a stack trains
+class has a ``stacked(members)`` constructor gets its batched form, even for one member (the MLPs: one
+batched matmul per layer for all members); any other trains alone, wrapped by ``Single``. Members never interact, so a stack trains
 exactly as its members would one by one; ``stack.members`` are plain modules holding each member's current
 weights after ``sync_members()`` (what evaluation and checkpoints look at).
 """
@@ -61,12 +61,18 @@ def stackable(cls: type) -> bool:
 
 def stack(members: list[nn.Module]) -> nn.Module:
     """k same-architecture networks as one module mapping ``(k, batch, ...)`` to ``(k, batch, ...)``."""
+    cls = type(members[0])
+    if stackable(cls):
+        return cls.stacked(members)
     if len(members) == 1:
         return Single(members[0])
-    cls = type(members[0])
-    if not stackable(cls):
-        raise ValueError(f"{cls.__name__} has no stacked form: train its cells one at a time")
-    return cls.stacked(members)
+    raise ValueError(f"{cls.__name__} has no stacked form: train its cells one at a time")
+
+
+def scores_each_sample_alone(critic: nn.Module) -> bool:
+    """Whether a critic's score of a sample depends on that sample only: true unless it has batch norm,
+    which normalizes by the statistics of the batch the sample came in."""
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules())
 
 
 def weight_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -27,14 +27,24 @@ def _mlp(n_in: int, n_out: int, width: int, depth: int, batchnorm: bool) -> nn.S
 
 class StackedLinear(nn.Module):
     """k ``nn.Linear`` layers as one: weight (k, in, out) (each member's transposed: the layout batched
-    matmuls run fastest on), bias (k, out); (k, B, in) -> (k, B, out)."""
+    matmuls run fastest on), bias (k, out); (k, B, in) -> (k, B, out).
 
-    def __init__(self, layers: list[nn.Linear]):
+    ``full_precision``: the layer computes in fp32 even under bf16 autocast (``train.precision: bf16``).
+    ``StackedMLP`` sets it on the first and last layers, where data and scores enter and leave: bf16
+    keeps 8 significant bits, so a toy point near 1.4 would be rounded to a grid of 0.008, half the
+    25-Gaussians modes' standard deviation (0.018). On toy data those layers are thin (2 x width), so
+    this costs little; the width x width layers, where the arithmetic is, stay bf16."""
+
+    def __init__(self, layers: list[nn.Linear], full_precision: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.stack([layer.weight.detach().t() for layer in layers]).contiguous())
         self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).clone())
+        self.full_precision = full_precision
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.full_precision and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return torch.baddbmm(self.bias.unsqueeze(1), x.float(), self.weight)
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
     def copy_member(self, i: int, layer: nn.Linear) -> None:
@@ -69,16 +79,23 @@ class StackedBatchNorm1d(nn.Module):
 
 class StackedMLP(nn.Module):
     """k MLP generators or critics (their ``_mlp`` layouts, ``.net``) as one stack of layers on
-    (k, B, features); the subclasses say how inputs and outputs are shaped."""
+    (k, B, features); the subclasses say how inputs and outputs are shaped. The first and last linear
+    layers run in fp32 under bf16 autocast (``StackedLinear``)."""
 
     def __init__(self, members: list[nn.Module]):
         super().__init__()
-        stacked = {nn.Linear: StackedLinear, nn.BatchNorm1d: StackedBatchNorm1d}
         self.members = members  # a plain list: the members are not submodules (their parameters are not trained)
-        self.layers = nn.Sequential(*[
-            stacked[type(group[0])](list(group)) if type(group[0]) in stacked else group[0]  # ReLU, Tanh
-            for group in zip(*(m.net for m in members))
-        ])
+        groups = list(zip(*(m.net for m in members)))
+        linear = [j for j, group in enumerate(groups) if isinstance(group[0], nn.Linear)]
+        layers = []
+        for j, group in enumerate(groups):
+            if isinstance(group[0], nn.Linear):
+                layers.append(StackedLinear(list(group), full_precision=j in (linear[0], linear[-1])))
+            elif isinstance(group[0], nn.BatchNorm1d):
+                layers.append(StackedBatchNorm1d(list(group)))
+            else:
+                layers.append(group[0])  # ReLU, Tanh: no parameters
+        self.layers = nn.Sequential(*layers)
 
     @torch.no_grad()
     def sync_members(self) -> None:

@@ -1,0 +1,43 @@
+"""bench/models/mlp.py: stacked MLPs compute what their members compute, and under bf16 autocast the
+data-facing layers keep fp32 resolution."""
+
+import torch
+
+from bench.models import stack
+from bench.models.mlp import MLPCritic, MLPCriticParams, MLPGenerator, MLPGeneratorParams
+
+
+def members(cls, params, k=2):
+    torch.manual_seed(0)
+    return [cls(params, (2,)) for _ in range(k)]
+
+
+def test_a_stack_computes_each_members_output():
+    critics = members(MLPCritic, MLPCriticParams(width=16, batchnorm=False))
+    x = torch.randn(2, 8, 2)
+    assert torch.allclose(stack(critics)(x), torch.stack([c(xi) for c, xi in zip(critics, x)]), atol=1e-6)
+
+
+def test_bf16_critic_tells_apart_points_closer_than_bf16_spacing():
+    critic = stack(members(MLPCritic, MLPCriticParams(width=32)))
+    x = torch.full((2, 4, 2), 1.4)  # bf16 spacing at 1.4 is 2**-7 = 0.0078
+    near = x + 0.002
+    assert torch.equal(x.bfloat16(), near.bfloat16())  # the same point once rounded to bf16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not torch.equal(critic(x), critic(near))
+
+
+def test_bf16_generator_samples_are_not_rounded_to_bf16():
+    generator = stack(members(MLPGenerator, MLPGeneratorParams(width=32, latent_dim=2)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        samples = generator(torch.randn(2, 256, 2))
+    assert samples.dtype == torch.float32
+    on_bf16_grid = samples.bfloat16().float() == samples
+    assert on_bf16_grid.float().mean() < 0.1
+
+
+def test_only_a_critic_with_batch_norm_scores_samples_by_their_batch():
+    from bench.models import scores_each_sample_alone
+
+    assert scores_each_sample_alone(MLPCritic(MLPCriticParams(batchnorm=False), (2,)))
+    assert not scores_each_sample_alone(MLPCritic(MLPCriticParams(batchnorm=True), (2,)))
