@@ -302,19 +302,23 @@ def run_end_to_end(console: Console, workers: int | None) -> list[dict]:
     return rows
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations (about a minute)")
     p.add_argument("--end-to-end", action="store_true", help="also time the quickstart ablation (several minutes)")
-    p.add_argument("--rounds", type=int, default=None,
+    p.add_argument("--rounds", type=_positive_int, default=None,
                    help="alternating reference/harness pairs per speed case (default 3; 2 with --quick)")
     p.add_argument("--no-outcome", action="store_true", help="skip the trained-to-the-end comparison")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's, all cores)")
     p.add_argument("--out", default="results/perf/history.parquet", help="parquet the rows are appended to")
     args = p.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 3)
-    if rounds < 1:
-        p.error("--rounds must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     console = Console(width=None if sys.stdout.isatty() else 200)

@@ -92,3 +92,11 @@ def test_steal_is_a_share_of_cpu_time():
     sum(i * i for i in range(200_000))
     share = since()
     assert math.isnan(share) or 0.0 <= share <= 1.0
+
+
+@pytest.mark.parametrize("flag, value", [("--rounds", "0"), ("--rounds", "-1"), ("--threads", "0")])
+def test_a_bad_count_is_a_one_line_error_and_measures_nothing(run_cli, tmp_path, flag, value):
+    out = tmp_path / "history.parquet"
+    proc = run_cli("perf", flag, value, "--out", str(out), timeout=60)
+    assert proc.returncode == 2 and not out.exists()
+    assert flag in proc.stderr.strip().splitlines()[-1] and "toy" not in proc.stdout
