@@ -16,7 +16,7 @@ Presets (``preset: paper`` or ``preset: toy`` in a spec) fill whatever the spec 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Iterable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -68,17 +68,23 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, eps: Tensor,
     ``eps`` has shape (batch, 1, ...) so that it broadcasts over each sample's dimensions; with
     ``batch_dims=2`` the inputs are a stacked ensemble's, (members, batch, ...), and the result has one
     penalty per member. The norm is taken in fp32 (under bf16 autocast the gradient itself may be bf16).
+    A critic with an ``input_gradient`` method (the stacked ReLU MLP) gives the gradient itself, without
+    double backward through autograd; any other goes through ``torch.autograd.grad``.
     """
-    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    x_hat = eps * real + (1 - eps) * fake
+    input_gradient = getattr(critic, "input_gradient", None)
+    grad = input_gradient(x_hat) if input_gradient is not None else None
+    if grad is None:
+        x_hat.requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.float().flatten(batch_dims).norm(2, dim=-1) - 1) ** 2).mean(-1)
 
 
 @torch.no_grad()
-def clip_weights_(critic: nn.Module, clip_value: float) -> None:
+def clip_weights_(parameters: Iterable[Tensor], clip_value: float) -> None:
     """Clamp every critic parameter to [-c, c] (WGAN Algorithm 1 line 7; the reference code clips all
     parameters of netD, batch norm's included)."""
-    for p in critic.parameters():
+    for p in parameters:
         p.clamp_(-clip_value, clip_value)
 
 

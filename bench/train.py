@@ -33,7 +33,7 @@ from bench.data import DATASETS
 from bench.losses import LOSSES, GANLoss, clip_weights_, gradient_penalty
 from bench.metrics import METRICS, EvalContext
 from bench.models import CRITICS, GENERATORS, scores_each_sample_alone, stack, weight_layers
-from bench.optim import build_optimizer
+from bench.optim import FlatParameters, build_optimizer
 
 Status = Literal["ok", "diverged", "failed", "timeout", "pruned"]
 CurvePoint = tuple[int, float, str, float]  # (generator_iter, train_s, metric, value)
@@ -178,8 +178,10 @@ def _train(config: dict, seeds: list[int], hooks: Hooks, device: str) -> list[Ru
         resumed_from = state["step"]
 
     generator, critic = stack(generators), stack(critics)  # inputs and outputs: (members, batch, ...)
-    generator_opt = build_optimizer(config["optimizer"], generator.parameters(), "generator")
-    critic_opt = build_optimizer(config["optimizer"], critic.parameters(), "critic")
+    # All weights of each stack in one tensor: an optimizer step (or clipping) is one op, not a few per layer.
+    generator_params, critic_params = FlatParameters(generator), FlatParameters(critic)
+    generator_opt = build_optimizer(config["optimizer"], [generator_params.flat], "generator")
+    critic_opt = build_optimizer(config["optimizer"], [critic_params.flat], "critic")
     if ckpt is not None:
         generator_opt.load_state_dict(ckpt["generator_opt"])
         critic_opt.load_state_dict(ckpt["critic_opt"])
@@ -298,17 +300,17 @@ def _train(config: dict, seeds: list[int], hooks: Hooks, device: str) -> list[Ru
             with torch.no_grad(), autocast:
                 fake = generate(real, sample_noise(m)).float()
             if loss.clip_value is not None and loss.clip_when == "before":
-                clip_weights_(critic, loss.clip_value)
+                clip_weights_([critic_params.flat], loss.clip_value)
             with autocast:
                 critic_loss = loss.critic(*score_real_and_fake(real, fake))
                 if loss.gp_lambda:
                     eps = torch.stack([torch.rand(eps_shape, generator=mb.penalty_rng, device=device) for mb in members])
                     critic_loss = critic_loss + loss.gp_lambda * gradient_penalty(critic, real, fake, eps, batch_dims=2)
-            critic_opt.zero_grad(set_to_none=True)
             critic_loss.sum().backward()
+            critic_params.gather_grads()
             critic_opt.step()
             if loss.clip_value is not None and loss.clip_when == "after":
-                clip_weights_(critic, loss.clip_value)
+                clip_weights_([critic_params.flat], loss.clip_value)
 
         # Lines 9-11: one generator step against the critic (held fixed).
         finite = torch.isfinite(critic_loss)
@@ -316,8 +318,8 @@ def _train(config: dict, seeds: list[int], hooks: Hooks, device: str) -> list[Ru
             critic.requires_grad_(False)  # only G's parameters get gradients here
             with autocast:
                 generator_loss = loss.generator(critic(generator(sample_noise(m))))
-            generator_opt.zero_grad(set_to_none=True)
             generator_loss.sum().backward()
+            generator_params.gather_grads()
             generator_opt.step()
             finite &= torch.isfinite(generator_loss)
         step += 1

@@ -56,7 +56,7 @@ def test_weight_clipping_bounds_every_parameter():
     with torch.no_grad():
         for p in critic.parameters():
             p.mul_(100)
-    clip_weights_(critic, 0.01)
+    clip_weights_(critic.parameters(), 0.01)
     values = torch.cat([p.flatten() for p in critic.parameters()])
     assert values.abs().max().item() == pytest.approx(0.01)
     assert (values.abs() == 0.01).float().mean() > 0.5  # large weights pile up at +-c (WGAN-GP Fig. 1b)

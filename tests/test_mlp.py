@@ -1,6 +1,7 @@
 """bench/models/mlp.py: stacked MLPs compute what their members compute, and under bf16 autocast the
 data-facing layers keep fp32 resolution."""
 
+import pytest
 import torch
 
 from bench.models import stack
@@ -41,3 +42,33 @@ def test_only_a_critic_with_batch_norm_scores_samples_by_their_batch():
 
     assert scores_each_sample_alone(MLPCritic(MLPCriticParams(batchnorm=False), (2,)))
     assert not scores_each_sample_alone(MLPCritic(MLPCriticParams(batchnorm=True), (2,)))
+
+
+def _autograd_penalty_and_grads(critic, x):
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    penalty = ((grad.flatten(2).norm(dim=-1) - 1) ** 2).sum()
+    return grad, torch.autograd.grad(penalty, list(critic.parameters()), allow_unused=True)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_written_out_input_gradient_equals_autograds_and_so_do_its_weight_gradients(depth):
+    critic = stack(members(MLPCritic, MLPCriticParams(width=16, depth=depth), k=3))
+    for p in critic.parameters():  # larger weights than the default init, so many units are off
+        p.data.mul_(3)
+    x = torch.randn(3, 64, 2)
+    expected, expected_weight_grads = _autograd_penalty_and_grads(critic, x)
+    grad = critic.input_gradient(x)
+    assert grad.shape == x.shape and torch.allclose(grad, expected, atol=1e-5)
+    penalty = ((grad.flatten(2).norm(dim=-1) - 1) ** 2).sum()
+    weight_grads = torch.autograd.grad(penalty, list(critic.parameters()), allow_unused=True)
+    for got, want in zip(weight_grads, expected_weight_grads):
+        if want is None or not want.any():  # biases: the penalty depends on them only through the masks
+            assert got is None or not got.any()
+        else:
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_critic_with_batch_norm_leaves_the_input_gradient_to_autograd():
+    critic = stack(members(MLPCritic, MLPCriticParams(width=16, batchnorm=True)))
+    assert critic.input_gradient(torch.randn(2, 8, 2)) is None

@@ -14,7 +14,7 @@ from bench.losses import LOSSES, gradient_penalty
 from bench.metrics.modes import mode_metrics
 from bench.models import stack
 from bench.models.mlp import MLPCritic, MLPCriticParams
-from bench.optim import build_optimizer
+from bench.optim import FlatParameters, build_optimizer
 from bench.train import build_component
 
 K, B, WIDTH = 4, 256, 128  # four seeds of the quickstart's WGAN-GP critic
@@ -32,10 +32,22 @@ def batches():
     return torch.randn(K, B, 2, generator=g), torch.randn(K, B, 2, generator=g), torch.rand(K, B, 1, generator=g)
 
 
-def test_gradient_penalty_benchmark(benchmark, stacked_critic, batches):
+@pytest.mark.parametrize("input_gradient", ["written out", "autograd"])
+def test_gradient_penalty_benchmark(benchmark, stacked_critic, batches, input_gradient):
+    """The penalty and its backward, with the stacked MLP's written-out input gradient or through
+    autograd's double backward (a critic without ``input_gradient``)."""
     real, fake, eps = batches
-    penalty = benchmark(gradient_penalty, stacked_critic, real, fake, eps, batch_dims=2)
+    if input_gradient == "autograd":
+        stacked_critic.input_gradient = lambda x: None
+
+    def penalty_and_backward():
+        penalty = gradient_penalty(stacked_critic, real, fake, eps, batch_dims=2)
+        penalty.sum().backward()
+        return penalty
+
+    penalty = benchmark(penalty_and_backward)
     assert penalty.shape == (K,) and torch.isfinite(penalty).all()
+    assert stacked_critic.layers[0].weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -44,7 +56,8 @@ def test_critic_step_benchmark(benchmark, stacked_critic, batches, precision):
     real, fake, eps = batches
     cfg = perf.toy_config({"name": "wgan-gp"}, WIDTH)
     loss = build_component(LOSSES, cfg["loss"], "name")
-    opt = build_optimizer(cfg["optimizer"], stacked_critic.parameters(), "critic")
+    params = FlatParameters(stacked_critic)
+    opt = build_optimizer(cfg["optimizer"], [params.flat], "critic")
     weights = [p for name, p in stacked_critic.named_parameters() if name.endswith("weight")]
     before = [w.detach().clone() for w in weights]
 
@@ -53,8 +66,8 @@ def test_critic_step_benchmark(benchmark, stacked_critic, batches, precision):
             scores = stacked_critic(torch.cat([real, fake], dim=1))
             critic_loss = loss.critic(scores[:, :B], scores[:, B:])
             critic_loss = critic_loss + loss.gp_lambda * gradient_penalty(stacked_critic, real, fake, eps, batch_dims=2)
-        opt.zero_grad(set_to_none=True)
         critic_loss.sum().backward()
+        params.gather_grads()
         opt.step()
         return critic_loss
 
