@@ -169,7 +169,8 @@ def steal_meter() -> Callable[[], float]:
     def read() -> np.ndarray | None:
         try:
             with open("/proc/stat") as f:
-                return np.array(f.readline().split()[1:9], dtype=float)  # user nice system idle iowait irq softirq steal
+                # the cpu line: user nice system idle iowait irq softirq steal
+                return np.array(f.readline().split()[1:9], dtype=float)
         except (OSError, ValueError):
             return None
 
@@ -342,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"bench.perf ({torch.get_num_threads()} threads; speed: median of {rounds} alternating reference/harness "
              f"pairs; steal: CPU time taken by other guests of this VM; history: {out})")
     table = Table(title=title, title_justify="left")
-    for col in ("case", "variant", "it/s per cell", "reference it/s", "x reference", "(range)", "samples/s", "wall s", "modes", "hq",
-                "steal %"):
+    for col in ("case", "variant", "it/s per cell", "reference it/s", "x reference", "(range)", "samples/s",
+                "wall s", "modes", "hq", "steal"):
         table.add_column(col, justify="left" if col in ("case", "variant") else "right")
 
     def fmt(r, key, spec):
@@ -352,11 +353,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for r in rows:
         spread = f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f}" if "ratio_min" in r else ""
-        steal = "" if np.isnan(r.get("cpu_steal", np.nan)) else f"{100 * r['cpu_steal']:.0f}"
         table.add_row(r["case"], r["variant"], fmt(r, "iters_per_s", ".2f"), fmt(r, "reference_iters_per_s", ".2f"),
                       fmt(r, "ratio", ".2f"), spread,
                       fmt(r, "samples_per_s", ".0f"), fmt(r, "wall_s", ".0f"), fmt(r, "modes_captured", ".0f"),
-                      fmt(r, "hq_fraction", ".3f"), steal)
+                      fmt(r, "hq_fraction", ".3f"), fmt(r, "cpu_steal", ".0%"))
     console.print(table)
     return 0
 

@@ -8,8 +8,8 @@ The trainer works on *stacks*: k independent copies of one network (one per seed
 carry a leading member dimension, ``(k, batch, ...)``. ``stack(members)`` builds one: an architecture whose
 class has a ``stacked(members)`` constructor gets its batched form, even for one member (the MLPs: one
 batched matmul per layer for all members); any other trains alone, wrapped by ``Single``. Members never
-interact, so a stack trains exactly as its members would one by one; ``stack.members`` are plain modules holding each member's current
-weights after ``sync_members()`` (what evaluation and checkpoints look at).
+interact, so a stack trains exactly as its members would one by one; ``stack.members`` are plain modules
+holding each member's current weights after ``sync_members()`` (what evaluation and checkpoints look at).
 """
 
 from __future__ import annotations

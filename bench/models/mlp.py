@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,10 +42,14 @@ class StackedLinear(nn.Module):
         self.full_precision = full_precision
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._in_precision(self._affine, x)
+
+    def _in_precision(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        """``fn(x)`` in fp32 for a ``full_precision`` layer under autocast, else as autocast decides."""
         if self.full_precision and torch.is_autocast_enabled(x.device.type):
             with torch.autocast(x.device.type, enabled=False):
-                return self._affine(x.float())
-        return self._affine(x)
+                return fn(x.float())
+        return fn(x)
 
     def _affine(self, x: Tensor) -> Tensor:
         if self.weight.shape[-1] == 1:
@@ -57,10 +61,7 @@ class StackedLinear(nn.Module):
     def backward_input(self, grad_output: Tensor) -> Tensor:
         """The gradient w.r.t. the layer's input given the one w.r.t. its output, (k, B, out) -> (k, B, in),
         in the precision the forward pass runs in; differentiable w.r.t. the weight."""
-        if self.full_precision and torch.is_autocast_enabled(grad_output.device.type):
-            with torch.autocast(grad_output.device.type, enabled=False):
-                return torch.bmm(grad_output.float(), self.weight.transpose(1, 2))
-        return torch.bmm(grad_output, self.weight.transpose(1, 2))
+        return self._in_precision(lambda g: torch.bmm(g, self.weight.transpose(1, 2)), grad_output)
 
     def copy_member(self, i: int, layer: nn.Linear) -> None:
         layer.weight.copy_(self.weight[i].t())
