@@ -44,9 +44,46 @@ def test_only_a_critic_with_batch_norm_scores_samples_by_their_batch():
     assert not scores_each_sample_alone(MLPCritic(MLPCriticParams(batchnorm=True), (2,)))
 
 
+def layer_by_layer(stacked, x):
+    """The stack's layers as modules, differentiated by autograd: the reference for the written-out passes."""
+    return stacked.layers(x.flatten(2))
+
+
+@pytest.mark.parametrize("cls, params, n_in", [(MLPCritic, MLPCriticParams(width=16, depth=4), 2),
+                                               (MLPCritic, MLPCriticParams(width=16, depth=1), 2),
+                                               (MLPGenerator, MLPGeneratorParams(width=16, depth=3, latent_dim=3), 3)])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_written_out_backward_equals_autograds_layer_by_layer(cls, params, n_in, precision):
+    stacked = stack(members(cls, params, k=3))
+    assert stacked.relu_mlp
+    for p in stacked.parameters():  # larger weights than the default init, so many units are off
+        p.data.mul_(3)
+    x = torch.randn(3, 64, n_in)
+    upstream = torch.randn(3, 64, 2 if cls is MLPGenerator else 1)
+    results = []
+    for forward in (stacked.run, lambda x: layer_by_layer(stacked, x)):
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = forward(xi)
+        grads = torch.autograd.grad((out * upstream).sum(), [xi, *stacked.parameters()])
+        results.append((out, *grads))
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if precision == "fp32" else {"rtol": 2e-2, "atol": 2e-2}
+    for got, want in zip(*results):
+        assert got.dtype == want.dtype
+        assert torch.allclose(got.float(), want.float(), **tolerance), (got - want).abs().max()
+
+
+def test_the_weight_gradients_are_skipped_when_the_weights_are_frozen():
+    stacked = stack(members(MLPCritic, MLPCriticParams(width=16)))
+    stacked.requires_grad_(False)
+    x = torch.randn(2, 8, 2, requires_grad=True)
+    stacked(x).sum().backward()
+    assert x.grad is not None and all(p.grad is None for p in stacked.parameters())
+
+
 def _autograd_penalty_and_grads(critic, x):
     x = x.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    (grad,) = torch.autograd.grad(layer_by_layer(critic, x).sum(), x, create_graph=True)
     penalty = ((grad.flatten(2).norm(dim=-1) - 1) ** 2).sum()
     return grad, torch.autograd.grad(penalty, list(critic.parameters()), allow_unused=True)
 

@@ -35,10 +35,10 @@ def batches():
 @pytest.mark.parametrize("input_gradient", ["written out", "autograd"])
 def test_gradient_penalty_benchmark(benchmark, stacked_critic, batches, input_gradient):
     """The penalty and its backward, with the stacked MLP's written-out input gradient or through
-    autograd's double backward (a critic without ``input_gradient``)."""
+    autograd's double backward of the critic run layer by layer."""
     real, fake, eps = batches
     if input_gradient == "autograd":
-        stacked_critic.input_gradient = lambda x: None
+        stacked_critic.relu_mlp = False
 
     def penalty_and_backward():
         penalty = gradient_penalty(stacked_critic, real, fake, eps, batch_dims=2)
@@ -51,9 +51,12 @@ def test_gradient_penalty_benchmark(benchmark, stacked_critic, batches, input_gr
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_critic_step_benchmark(benchmark, stacked_critic, batches, precision):
-    """One WGAN-GP critic step of a 4-seed stack (Algorithm 1 lines 4-7), as ``bench.train`` runs it."""
+@pytest.mark.parametrize("passes", ["written out", "layer by layer"])
+def test_critic_step_benchmark(benchmark, stacked_critic, batches, precision, passes):
+    """One WGAN-GP critic step of a 4-seed stack (Algorithm 1 lines 4-7), as ``bench.train`` runs it: the
+    stacked MLP's written-out passes, or its layers one by one through autograd."""
     real, fake, eps = batches
+    stacked_critic.relu_mlp = passes == "written out"
     cfg = perf.toy_config({"name": "wgan-gp"}, WIDTH)
     loss = build_component(LOSSES, cfg["loss"], "name")
     params = FlatParameters(stacked_critic)

@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 from pydantic import Field
-from sklearn.datasets import make_swiss_roll
 from torch import Tensor
 
 from bench.data import DATASETS
@@ -118,6 +117,8 @@ def gaussians8(params: MixtureParams, seed: int) -> GaussianMixture:
 class SwissRoll(_Stream):
     def draw(self, n: int, gen: torch.Generator) -> Tensor:
         """sklearn's ``make_swiss_roll(noise=0.25)``, columns [0, 2], divided by 7.5 (as gan_toy.py)."""
+        from sklearn.datasets import make_swiss_roll  # imported here: sklearn takes a second to import
+
         state = int(torch.randint(2**31 - 1, (1,), generator=gen))
         points, _ = make_swiss_roll(n_samples=n, noise=0.25, random_state=state)
         return torch.from_numpy(points[:, [0, 2]] / 7.5).float()

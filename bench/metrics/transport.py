@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ot
 from torch import Tensor
 
 from bench.metrics import METRICS, Column, EvalContext
@@ -11,6 +10,8 @@ from bench.metrics import METRICS, Column, EvalContext
 def exact_w1(x: Tensor, y: Tensor) -> float:
     """W1 between the empirical measures of ``x`` and ``y`` (uniform weights, Euclidean ground cost),
     solved exactly by network simplex (``ot.emd2``)."""
+    import ot  # imported here: POT imports scikit-learn, a second and a half that every process would pay
+
     cost = ot.dist(x.double().flatten(1).numpy(), y.double().flatten(1).numpy(), metric="euclidean")
     return float(ot.emd2([], [], cost, numItermax=10_000_000))
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from bench.models import CRITICS, GENERATORS, CriticParams, GeneratorParams
 
@@ -23,6 +24,129 @@ def _mlp(n_in: int, n_out: int, width: int, depth: int, batchnorm: bool) -> nn.S
         layers.append(nn.ReLU())
     layers.append(nn.Linear(n_in if depth == 1 else width, n_out))
     return nn.Sequential(*layers)
+
+
+def _affine(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """x W + b on stacks: x (k, B, in), W (k, in, out), b (k, out). One output (a critic's score) is a dot
+    product per sample: as a batched matmul with N = 1 it and its backward run 4-5x slower on CPU."""
+    if weight.shape[-1] == 1:
+        return torch.linalg.vecdot(x, weight.transpose(1, 2)).unsqueeze(-1) + bias.unsqueeze(1)
+    return torch.baddbmm(bias.unsqueeze(1), x, weight)
+
+
+def _affine_input_grad(grad: Tensor, weight: Tensor) -> Tensor:
+    """d(x W + b)/dx applied to ``grad`` (k, B, out): grad W^T, (k, B, in)."""
+    if weight.shape[-1] == 1:
+        return grad * weight.transpose(1, 2)
+    return torch.bmm(grad, weight.transpose(1, 2))
+
+
+def _affine_weight_grad(x: Tensor, grad: Tensor) -> Tensor:
+    """d(x W + b)/dW applied to ``grad``: x^T grad summed over the batch, (k, in, out)."""
+    if grad.shape[-1] == 1:  # (k, 1, B) @ (k, B, in): the fast orientation of a one-column product
+        return torch.bmm(grad.transpose(1, 2), x).transpose(1, 2).contiguous()
+    return torch.bmm(x.transpose(1, 2), grad)
+
+
+def _relu_backward(grad: Tensor, output: Tensor) -> Tensor:
+    """ReLU's backward, what autograd runs for it: ``grad`` where the unit is on (output > 0), else 0."""
+    return torch.ops.aten.threshold_backward(grad.to(output.dtype).expand_as(output), output, 0)
+
+
+def layer_dtypes(n_layers: int, device_type: str) -> list[torch.dtype]:
+    """The precision each linear layer of a stacked MLP computes in: fp32, or under autocast
+    (``train.precision: bf16``) its lower precision, except for the first and last layers (see
+    ``StackedLinear``)."""
+    if not torch.is_autocast_enabled(device_type):
+        return [torch.float32] * n_layers
+    low = torch.get_autocast_dtype(device_type)
+    return [torch.float32 if i in (0, n_layers - 1) else low for i in range(n_layers)]
+
+
+class _ReLUMLP(torch.autograd.Function):
+    """A stacked ReLU MLP, h_l = relu(h_{l-1} W_l + b_l) with no ReLU after the last layer, as one autograd
+    node whose backward is written out: the matmuls autograd runs for the layer-by-layer module (the same
+    results, tested), without its per-op bookkeeping, casts and views, which on CPU at width 128 cost as
+    much as the matmuls. ``params``: W_1, b_1, W_2, b_2, ...; ``dtypes``: each layer's precision."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, dtypes: list[torch.dtype], *params: Tensor) -> Tensor:
+        weights, biases = params[0::2], params[1::2]
+        inputs, outputs = [], []  # each layer's input in its precision (its weight gradient), ReLU outputs
+        h = x
+        with torch.autocast(x.device.type, enabled=False):
+            for i, dtype in enumerate(dtypes):
+                inputs.append(h.to(dtype))
+                h = _affine(inputs[-1], weights[i].to(dtype), biases[i].to(dtype))
+                if i < len(dtypes) - 1:
+                    outputs.append(h.relu_())
+        ctx.dtypes = dtypes
+        ctx.save_for_backward(*inputs, *outputs, *weights)
+        return h
+
+    @staticmethod
+    @once_differentiable  # masks and activations are saved as constants: no gradient of this gradient
+    def backward(ctx, grad: Tensor):
+        n = len(ctx.dtypes)
+        saved = ctx.saved_tensors
+        inputs, outputs, weights = saved[:n], saved[n : 2 * n - 1], saved[2 * n - 1 :]
+        need_x, need_params = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+        grads: list[Tensor | None] = [None] * (2 * n)
+        with torch.autocast(grad.device.type, enabled=False):
+            for i in reversed(range(n)):
+                grad = grad.to(ctx.dtypes[i])
+                if need_params:
+                    grads[2 * i] = _affine_weight_grad(inputs[i], grad).to(weights[i].dtype)
+                    grads[2 * i + 1] = grad.sum(1).to(weights[i].dtype)
+                if i == 0 and not need_x:
+                    break
+                grad = _affine_input_grad(grad, weights[i].to(ctx.dtypes[i]))
+                if i > 0:
+                    grad = _relu_backward(grad, outputs[i - 1])
+        return (grad if need_x else None, None, *grads)
+
+
+class _ReLUMLPInputGradient(torch.autograd.Function):
+    """dD(x)/dx per sample of a stacked ReLU MLP critic D (one output), for the gradient penalty (WGAN-GP
+    eq. 3): g = W_1^T (m_1 * W_2^T (m_2 * ... w_L)), m_l the 0/1 masks of the units the forward pass switched
+    on. The masks are constants (their derivative is zero almost everywhere), so the penalty's gradient
+    w.r.t. the weights is first order, written out in ``backward``: what autograd's double backward
+    computes, without building a graph of the graph. The biases enter through the masks only, so they get
+    no gradient; neither does x."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, dtypes: list[torch.dtype], *params: Tensor) -> Tensor:
+        weights, biases = params[0::2], params[1::2]
+        n = len(dtypes)
+        outputs, masked = [], []  # ReLU outputs h_l (a unit is on where positive); m_l * dD/dh_l
+        with torch.autocast(x.device.type, enabled=False):
+            h = x.flatten(2)
+            for i in range(n - 1):
+                h = _affine(h.to(dtypes[i]), weights[i].to(dtypes[i]), biases[i].to(dtypes[i])).relu_()
+                outputs.append(h)
+            grad = weights[-1].to(dtypes[-1]).transpose(1, 2)  # dD/dh_{L-1}: (k, 1, width), the same for every sample
+            for i in reversed(range(n - 1)):
+                masked.insert(0, _relu_backward(grad, outputs[i]))
+                grad = _affine_input_grad(masked[0], weights[i].to(dtypes[i]))
+        ctx.dtypes = dtypes
+        ctx.save_for_backward(*outputs, *masked, *weights)
+        return grad.expand(x.flatten(2).shape).reshape(x.shape)  # expand: a critic of one layer
+
+    @staticmethod
+    @once_differentiable  # masks and activations are saved as constants: no gradient of this gradient
+    def backward(ctx, grad: Tensor):
+        n = len(ctx.dtypes)
+        saved = ctx.saved_tensors
+        outputs, masked, weights = saved[: n - 1], saved[n - 1 : 2 * n - 2], saved[2 * n - 2 :]
+        grads: list[Tensor | None] = [None] * (2 * n)
+        with torch.autocast(grad.device.type, enabled=False):
+            grad = grad.flatten(2)  # dP/dg_0, g_0 = masked_1 W_1^T
+            for i in range(n - 1):
+                grad = grad.to(ctx.dtypes[i])
+                grads[2 * i] = _affine_weight_grad(grad, masked[i]).to(weights[i].dtype)  # g_{l-1} = masked_l W_l^T
+                grad = _relu_backward(torch.bmm(grad, weights[i].to(ctx.dtypes[i])), outputs[i])  # dP/dg_l
+            grads[-2] = grad.sum(1).unsqueeze(-1).to(weights[-1].dtype)  # g_{L-1} = w_L for every sample
+        return (None, None, *grads)
 
 
 class StackedLinear(nn.Module):
@@ -42,26 +166,10 @@ class StackedLinear(nn.Module):
         self.full_precision = full_precision
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._in_precision(self._affine, x)
-
-    def _in_precision(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-        """``fn(x)`` in fp32 for a ``full_precision`` layer under autocast, else as autocast decides."""
         if self.full_precision and torch.is_autocast_enabled(x.device.type):
             with torch.autocast(x.device.type, enabled=False):
-                return fn(x.float())
-        return fn(x)
-
-    def _affine(self, x: Tensor) -> Tensor:
-        if self.weight.shape[-1] == 1:
-            # One output (a critic's score): a dot product per sample. As a batched matmul with N = 1 it and
-            # its backward run 4-5x slower on CPU (bench.perf's profile of a critic step).
-            return torch.linalg.vecdot(x, self.weight.transpose(1, 2)).unsqueeze(-1) + self.bias.unsqueeze(1)
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
-
-    def backward_input(self, grad_output: Tensor) -> Tensor:
-        """The gradient w.r.t. the layer's input given the one w.r.t. its output, (k, B, out) -> (k, B, in),
-        in the precision the forward pass runs in; differentiable w.r.t. the weight."""
-        return self._in_precision(lambda g: torch.bmm(g, self.weight.transpose(1, 2)), grad_output)
+                return _affine(x.float(), self.weight, self.bias)
+        return _affine(x, self.weight, self.bias)
 
     def copy_member(self, i: int, layer: nn.Linear) -> None:
         layer.weight.copy_(self.weight[i].t())
@@ -96,7 +204,8 @@ class StackedBatchNorm1d(nn.Module):
 class StackedMLP(nn.Module):
     """k MLP generators or critics (their ``_mlp`` layouts, ``.net``) as one stack of layers on
     (k, B, features); the subclasses say how inputs and outputs are shaped. The first and last linear
-    layers run in fp32 under bf16 autocast (``StackedLinear``)."""
+    layers run in fp32 under bf16 autocast (``StackedLinear``). A plain ReLU MLP (no batch norm, no tanh)
+    runs as one autograd node with a written-out backward (``_ReLUMLP``); any other layer by layer."""
 
     def __init__(self, members: list[nn.Module]):
         super().__init__()
@@ -114,6 +223,15 @@ class StackedMLP(nn.Module):
             else:
                 layers.append(group[0])  # ReLU, Tanh: no parameters
         self.layers = nn.Sequential(*layers)
+        self.linears = [layer for layer in layers if isinstance(layer, StackedLinear)]
+        self.relu_mlp = all(isinstance(layer, StackedLinear if j % 2 == 0 else nn.ReLU) for j, layer in enumerate(layers))
+
+    def run(self, x: Tensor) -> Tensor:
+        """The layers on (k, B, features)."""
+        if not self.relu_mlp:
+            return self.layers(x)
+        params = [p for linear in self.linears for p in (linear.weight, linear.bias)]
+        return _ReLUMLP.apply(x, layer_dtypes(len(self.linears), x.device.type), *params)
 
     @torch.no_grad()
     def sync_members(self) -> None:
@@ -156,7 +274,7 @@ class StackedMLPGenerator(StackedMLP):
     """k MLP generators: noise (k, B, latent_dim) -> samples (k, B, *data_shape)."""
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.layers(z).view(*z.shape[:2], *self.members[0].data_shape)
+        return self.run(z).view(*z.shape[:2], *self.members[0].data_shape)
 
 
 class MLPCritic(nn.Module):
@@ -176,32 +294,17 @@ class StackedMLPCritic(StackedMLP):
     """k MLP critics: samples (k, B, *data_shape) -> scores (k, B)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x.flatten(2)).squeeze(-1)
+        return self.run(x.flatten(2)).squeeze(-1)
 
     def input_gradient(self, x: Tensor) -> Tensor | None:
         """dD(x)/dx per sample, (k, B, *data_shape), differentiable w.r.t. the weights: what
         ``torch.autograd.grad(D(x).sum(), x, create_graph=True)`` gives (the gradient penalty's gradient,
-        WGAN-GP eq. 3), written out for a ReLU MLP: grad = W_1^T (m_1 * W_2^T (m_2 * ... w_L)), m_l the
-        0/1 masks of the units the forward pass switched on (constants: their derivative is zero almost
-        everywhere). The same matmuls as double backward, but the forward pass runs without a graph and the
-        penalty's backward is a first-order one: about a third less time on CPU (the gradient-penalty
-        benchmark in tests/test_perf.py). None for critics with batch norm, whose gradient couples the
-        samples of a batch: use autograd."""
-        if not all(isinstance(layer, (StackedLinear, nn.ReLU)) for layer in self.layers):
+        WGAN-GP eq. 3), written out for a ReLU MLP (``_ReLUMLPInputGradient``). None for critics with batch
+        norm, whose gradient couples the samples of a batch: use autograd."""
+        if not self.relu_mlp:
             return None
-        linears = [layer for layer in self.layers if isinstance(layer, StackedLinear)]
-        activations = []  # the ReLU outputs: a unit is on where its output is positive
-        with torch.no_grad():
-            h = x.flatten(2)
-            for layer in self.layers[:-1]:
-                h = layer(h)
-                if isinstance(layer, nn.ReLU):
-                    activations.append(h)
-        grad = linears[-1].weight.transpose(1, 2)  # (k, 1, width): the score's gradient w.r.t. the last hidden units
-        for linear, active in zip(reversed(linears[:-1]), reversed(activations)):
-            # ReLU's backward (what autograd runs for it): grad where the unit is on, else 0
-            grad = linear.backward_input(torch.ops.aten.threshold_backward(grad.expand_as(active), active, 0))
-        return grad.expand(x.flatten(2).shape).reshape(x.shape)  # expand: a critic of one layer
+        params = [p for linear in self.linears for p in (linear.weight, linear.bias)]
+        return _ReLUMLPInputGradient.apply(x, layer_dtypes(len(self.linears), x.device.type), *params)
 
 
 GENERATORS.register("mlp", params=MLPGeneratorParams)(MLPGenerator)
