@@ -32,6 +32,13 @@ def test_ensembles_are_split_so_that_every_worker_has_work():
     assert len(ensembles(cells(range(3)), workers=8, max_members=8)) == 3
 
 
+def test_the_costliest_groups_start_first():
+    gan, wgan = cells(range(2), loss={"name": "minimax"}), cells(range(2), loss={"name": "wgan"})
+    gp = cells(range(2), loss={"name": "wgan-gp", "gp_lambda": 10.0})
+    groups = ensembles(gan + wgan + gp, workers=2, max_members=8)
+    assert [g[0].config["loss"]["name"] for g in groups] == ["wgan-gp", "wgan", "minimax"]
+
+
 def test_cells_with_checkpoints_or_without_a_stacked_model_train_alone():
     checkpointed = cells(range(2), train={"generator_iters": 20, "batch_size": 32, "checkpoint_every": 10})
     dcgan = cells(range(2), dataset={"name": "digits", "image_size": 16},
