@@ -44,6 +44,14 @@ def test_only_a_critic_with_batch_norm_scores_samples_by_their_batch():
     assert not scores_each_sample_alone(MLPCritic(MLPCriticParams(batchnorm=True), (2,)))
 
 
+def close(got, want, precision):
+    """Equal up to float rounding: fp32's, or in bf16 (8 significant bits) 2 % of the largest value."""
+    got, want = got.float(), want.float()
+    if precision == "fp32":
+        return torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+    return bool((got - want).abs().max() <= 2e-2 * want.abs().max())
+
+
 def layer_by_layer(stacked, x):
     """The stack's layers as modules, differentiated by autograd: the reference for the written-out passes."""
     return stacked.layers(x.flatten(2))
@@ -67,10 +75,9 @@ def test_written_out_backward_equals_autograds_layer_by_layer(cls, params, n_in,
             out = forward(xi)
         grads = torch.autograd.grad((out * upstream).sum(), [xi, *stacked.parameters()])
         results.append((out, *grads))
-    tolerance = {"rtol": 1e-5, "atol": 1e-5} if precision == "fp32" else {"rtol": 2e-2, "atol": 2e-2}
     for got, want in zip(*results):
         assert got.dtype == want.dtype
-        assert torch.allclose(got.float(), want.float(), **tolerance), (got - want).abs().max()
+        assert close(got, want, precision), (got - want).abs().max()
 
 
 def test_the_weight_gradients_are_skipped_when_the_weights_are_frozen():
@@ -81,29 +88,35 @@ def test_the_weight_gradients_are_skipped_when_the_weights_are_frozen():
     assert x.grad is not None and all(p.grad is None for p in stacked.parameters())
 
 
-def _autograd_penalty_and_grads(critic, x):
-    x = x.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(layer_by_layer(critic, x).sum(), x, create_graph=True)
-    penalty = ((grad.flatten(2).norm(dim=-1) - 1) ** 2).sum()
+def _penalty_and_weight_grads(critic, input_gradient, x, precision):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        grad = input_gradient(x)
+    penalty = ((grad.float().flatten(2).norm(dim=-1) - 1) ** 2).sum()
     return grad, torch.autograd.grad(penalty, list(critic.parameters()), allow_unused=True)
 
 
+def _autograd_input_gradient(critic, x):
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(layer_by_layer(critic, x).sum(), x, create_graph=True)
+    return grad
+
+
 @pytest.mark.parametrize("depth", [1, 2, 4])
-def test_written_out_input_gradient_equals_autograds_and_so_do_its_weight_gradients(depth):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_written_out_input_gradient_equals_autograds_and_so_do_its_weight_gradients(depth, precision):
     critic = stack(members(MLPCritic, MLPCriticParams(width=16, depth=depth), k=3))
     for p in critic.parameters():  # larger weights than the default init, so many units are off
         p.data.mul_(3)
     x = torch.randn(3, 64, 2)
-    expected, expected_weight_grads = _autograd_penalty_and_grads(critic, x)
-    grad = critic.input_gradient(x)
-    assert grad.shape == x.shape and torch.allclose(grad, expected, atol=1e-5)
-    penalty = ((grad.flatten(2).norm(dim=-1) - 1) ** 2).sum()
-    weight_grads = torch.autograd.grad(penalty, list(critic.parameters()), allow_unused=True)
+    expected, expected_weight_grads = _penalty_and_weight_grads(
+        critic, lambda x: _autograd_input_gradient(critic, x), x, precision)
+    grad, weight_grads = _penalty_and_weight_grads(critic, critic.input_gradient, x, precision)
+    assert grad.shape == x.shape and close(grad, expected, precision)
     for got, want in zip(weight_grads, expected_weight_grads):
         if want is None or not want.any():  # biases: the penalty depends on them only through the masks
             assert got is None or not got.any()
         else:
-            assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+            assert close(got, want, precision), ((got - want).abs().max(), want.abs().max())
 
 
 def test_a_critic_with_batch_norm_leaves_the_input_gradient_to_autograd():

@@ -71,36 +71,36 @@ class _ReLUMLP(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, dtypes: list[torch.dtype], *params: Tensor) -> Tensor:
-        weights, biases = params[0::2], params[1::2]
+        weights = [w.to(dtype) for w, dtype in zip(params[0::2], dtypes)]
         inputs, outputs = [], []  # each layer's input in its precision (its weight gradient), ReLU outputs
         h = x
         with torch.autocast(x.device.type, enabled=False):
-            for i, dtype in enumerate(dtypes):
-                inputs.append(h.to(dtype))
-                h = _affine(inputs[-1], weights[i].to(dtype), biases[i].to(dtype))
-                if i < len(dtypes) - 1:
+            for i, (weight, bias) in enumerate(zip(weights, params[1::2])):
+                inputs.append(h.to(weight.dtype))
+                h = _affine(inputs[-1], weight, bias.to(weight.dtype))
+                if i < len(weights) - 1:
                     outputs.append(h.relu_())
-        ctx.dtypes = dtypes
+        ctx.param_dtype = params[0].dtype
         ctx.save_for_backward(*inputs, *outputs, *weights)
         return h
 
     @staticmethod
     @once_differentiable  # masks and activations are saved as constants: no gradient of this gradient
     def backward(ctx, grad: Tensor):
-        n = len(ctx.dtypes)
         saved = ctx.saved_tensors
+        n = (len(saved) + 1) // 3
         inputs, outputs, weights = saved[:n], saved[n : 2 * n - 1], saved[2 * n - 1 :]
         need_x, need_params = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
         grads: list[Tensor | None] = [None] * (2 * n)
         with torch.autocast(grad.device.type, enabled=False):
             for i in reversed(range(n)):
-                grad = grad.to(ctx.dtypes[i])
+                grad = grad.to(weights[i].dtype)
                 if need_params:
-                    grads[2 * i] = _affine_weight_grad(inputs[i], grad).to(weights[i].dtype)
-                    grads[2 * i + 1] = grad.sum(1).to(weights[i].dtype)
+                    grads[2 * i] = _affine_weight_grad(inputs[i], grad).to(ctx.param_dtype)
+                    grads[2 * i + 1] = grad.sum(1).to(ctx.param_dtype)
                 if i == 0 and not need_x:
                     break
-                grad = _affine_input_grad(grad, weights[i].to(ctx.dtypes[i]))
+                grad = _affine_input_grad(grad, weights[i])
                 if i > 0:
                     grad = _relu_backward(grad, outputs[i - 1])
         return (grad if need_x else None, None, *grads)
@@ -116,36 +116,35 @@ class _ReLUMLPInputGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, dtypes: list[torch.dtype], *params: Tensor) -> Tensor:
-        weights, biases = params[0::2], params[1::2]
-        n = len(dtypes)
+        weights = [w.to(dtype) for w, dtype in zip(params[0::2], dtypes)]
         outputs, masked = [], []  # ReLU outputs h_l (a unit is on where positive); m_l * dD/dh_l
         with torch.autocast(x.device.type, enabled=False):
             h = x.flatten(2)
-            for i in range(n - 1):
-                h = _affine(h.to(dtypes[i]), weights[i].to(dtypes[i]), biases[i].to(dtypes[i])).relu_()
+            for weight, bias in zip(weights[:-1], params[1::2]):
+                h = _affine(h.to(weight.dtype), weight, bias.to(weight.dtype)).relu_()
                 outputs.append(h)
-            grad = weights[-1].to(dtypes[-1]).transpose(1, 2)  # dD/dh_{L-1}: (k, 1, width), the same for every sample
-            for i in reversed(range(n - 1)):
+            grad = weights[-1].transpose(1, 2)  # dD/dh_{L-1}: (k, 1, width), the same for every sample
+            for i in reversed(range(len(outputs))):
                 masked.insert(0, _relu_backward(grad, outputs[i]))
-                grad = _affine_input_grad(masked[0], weights[i].to(dtypes[i]))
-        ctx.dtypes = dtypes
+                grad = _affine_input_grad(masked[0], weights[i])
+        ctx.param_dtype = params[0].dtype
         ctx.save_for_backward(*outputs, *masked, *weights)
         return grad.expand(x.flatten(2).shape).reshape(x.shape)  # expand: a critic of one layer
 
     @staticmethod
-    @once_differentiable  # masks and activations are saved as constants: no gradient of this gradient
+    @once_differentiable
     def backward(ctx, grad: Tensor):
-        n = len(ctx.dtypes)
         saved = ctx.saved_tensors
+        n = (len(saved) + 2) // 3
         outputs, masked, weights = saved[: n - 1], saved[n - 1 : 2 * n - 2], saved[2 * n - 2 :]
         grads: list[Tensor | None] = [None] * (2 * n)
         with torch.autocast(grad.device.type, enabled=False):
             grad = grad.flatten(2)  # dP/dg_0, g_0 = masked_1 W_1^T
             for i in range(n - 1):
-                grad = grad.to(ctx.dtypes[i])
-                grads[2 * i] = _affine_weight_grad(grad, masked[i]).to(weights[i].dtype)  # g_{l-1} = masked_l W_l^T
-                grad = _relu_backward(torch.bmm(grad, weights[i].to(ctx.dtypes[i])), outputs[i])  # dP/dg_l
-            grads[-2] = grad.sum(1).unsqueeze(-1).to(weights[-1].dtype)  # g_{L-1} = w_L for every sample
+                grad = grad.to(weights[i].dtype)
+                grads[2 * i] = _affine_weight_grad(grad, masked[i]).to(ctx.param_dtype)  # g_{l-1} = masked_l W_l^T
+                grad = _relu_backward(torch.bmm(grad, weights[i]), outputs[i])  # dP/dg_l
+            grads[-2] = grad.sum(1).unsqueeze(-1).to(ctx.param_dtype)  # g_{L-1} = w_L for every sample
         return (None, None, *grads)
 
 
