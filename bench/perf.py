@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations (about a minute)")
     p.add_argument("--end-to-end", action="store_true", help="also time the quickstart ablation (several minutes)")
+    p.add_argument("--only-end-to-end", action="store_true", help="time the quickstart ablation and nothing else")
     p.add_argument("--rounds", type=_positive_int, default=None,
                    help="alternating reference/harness pairs per speed case (default 3; 2 with --quick)")
     p.add_argument("--no-outcome", action="store_true", help="skip the trained-to-the-end comparison")
@@ -327,10 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 200)
     stamp = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), **store.provenance()}
-    rows = run_speed(args.quick, rounds, console) + run_metrics(console)
-    if not args.no_outcome:
+    rows = []
+    if not args.only_end_to_end:
+        rows += run_speed(args.quick, rounds, console) + run_metrics(console)
+    if not (args.no_outcome or args.only_end_to_end):
         rows += run_outcome(args.quick, console)
-    if args.end_to_end:
+    if args.end_to_end or args.only_end_to_end:
         steal = steal_meter()
         rows += [{**r, "cpu_steal": steal()} for r in run_end_to_end(console, None)]
     frame = pd.DataFrame([{**stamp, **r} for r in rows])
