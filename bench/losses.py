@@ -43,6 +43,12 @@ class GANLoss:
     clip_when: Literal["before", "after"] = "after"
     gp_lambda: float = 0.0
 
+    @property
+    def structure(self) -> tuple:
+        """Everything but the two loss functions: losses that agree on it make the same training loop, so
+        their cells can train as one stacked ensemble (``stack_losses``)."""
+        return (self.family, self.clip_value, self.clip_when, self.gp_lambda)
+
 
 LOSSES: Registry[Callable[[Params], GANLoss]] = Registry("loss")
 
@@ -78,6 +84,31 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, eps: Tensor,
         x_hat.requires_grad_(True)
         (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.float().flatten(batch_dims).norm(2, dim=-1) - 1) ** 2).mean(-1)
+
+
+def stack_losses(losses: list[GANLoss]) -> GANLoss:
+    """The losses of a stacked ensemble's members (one per member, in order) as one ``GANLoss`` on
+    ``(members, batch)`` critic outputs: each member's rows go through its own loss, e.g. minimax and -log D
+    members in one stack. The losses must share their ``structure`` (clipping, penalty, family)."""
+    if len({loss.structure for loss in losses}) > 1:
+        raise ValueError("stack_losses: members' losses differ in clipping, gradient penalty or family")
+    if all(loss is losses[0] for loss in losses):
+        return losses[0]
+    runs: list[tuple[GANLoss, slice]] = []  # consecutive members with the same loss: one call each
+    for i, loss in enumerate(losses):
+        if runs and runs[-1][0] is loss:
+            runs[-1] = (loss, slice(runs[-1][1].start, i + 1))
+        else:
+            runs.append((loss, slice(i, i + 1)))
+
+    def critic(critic_real: Tensor, critic_fake: Tensor) -> Tensor:
+        return torch.cat([loss.critic(critic_real[rows], critic_fake[rows]) for loss, rows in runs])
+
+    def generator(critic_fake: Tensor) -> Tensor:
+        return torch.cat([loss.generator(critic_fake[rows]) for loss, rows in runs])
+
+    first = losses[0]
+    return GANLoss(critic, generator, first.family, first.clip_value, first.clip_when, first.gp_lambda)
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ goes on. If results can no longer be written (disk full), the run stops: ``RunRe
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -30,7 +31,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench import store
 from bench.spec import Cell
-from bench.train import Hooks, RunResult
+from bench.losses import LOSSES
+from bench.train import Hooks, RunResult, build_component
 
 
 @dataclass
@@ -80,13 +82,21 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def ensembles(cells: list[Cell], workers: int, max_members: int) -> list[list[Cell]]:
-    """Cells that differ only in seed, grouped to train as stacked ensembles (``bench.train.train_ensemble``).
+def stack_key(config: dict) -> str:
+    """Cells whose configs have one key can train as one ensemble: every setting equal but the loss, and
+    the losses of one ``GANLoss.structure`` (e.g. minimax and -log D: the same loop, other loss functions)."""
+    structure = build_component(LOSSES, config["loss"], "name").structure
+    return json.dumps([{k: v for k, v in config.items() if k != "loss"}, structure], sort_keys=True, default=str)
 
-    A group holds at most ``max_members`` cells of one config whose generator and critic architectures
-    have a stacked form and that take no checkpoints (a checkpoint belongs to one cell, so such cells
-    train alone). The largest groups are halved until there are at least ``workers`` tasks, so grouping
-    never leaves a worker idle that would otherwise have had a cell."""
+
+def ensembles(cells: list[Cell], workers: int, max_members: int) -> list[list[Cell]]:
+    """Cells grouped to train as stacked ensembles (``bench.train.train_ensemble``): seeds of one config,
+    and configs that differ only in a loss of the same structure (``stack_key``).
+
+    A group holds at most ``max_members`` cells whose generator and critic architectures have a stacked
+    form and that take no checkpoints (a checkpoint belongs to one cell, so such cells train alone); its
+    cells are in config order, then seed. The largest groups are halved until there are at least
+    ``workers`` tasks, so grouping never leaves a worker idle that would otherwise have had a cell."""
     from bench.models import CRITICS, GENERATORS, stackable
 
     def groupable(cell: Cell) -> bool:
@@ -94,14 +104,16 @@ def ensembles(cells: list[Cell], workers: int, max_members: int) -> list[list[Ce
         return (max_members > 1 and not c["train"]["checkpoint_every"]
                 and stackable(GENERATORS.get(c["generator"]["arch"])) and stackable(CRITICS.get(c["critic"]["arch"])))
 
-    by_config: dict[str, list[Cell]] = {}
+    by_key: dict[str, list[Cell]] = {}
     groups: list[list[Cell]] = []
     for cell in cells:
         if groupable(cell):
-            by_config.setdefault(cell.config_id, []).append(cell)
+            by_key.setdefault(stack_key(cell.config), []).append(cell)
         else:
             groups.append([cell])
-    for same in by_config.values():
+    order = {config_id: i for i, config_id in enumerate(dict.fromkeys(c.config_id for c in cells))}
+    for same in by_key.values():
+        same = sorted(same, key=lambda c: (order[c.config_id], c.seed))  # each loss's members side by side
         groups += [same[i : i + max_members] for i in range(0, len(same), max_members)]
     while len(groups) < workers and max(map(len, groups)) > 1:
         largest = max(groups, key=len)
@@ -127,7 +139,7 @@ def run_group(cells: list[Cell], device: str, checkpoints: list[Path | None]) ->
     from bench.train import train_ensemble
 
     try:
-        return train_ensemble(cells[0].config, [c.seed for c in cells], device=device)
+        return train_ensemble([c.config for c in cells], [c.seed for c in cells], device=device)
     except Exception:
         return [run_cell(cell, device, path) for cell, path in zip(cells, checkpoints)]
 

@@ -9,7 +9,8 @@ One loop serves every loss in ``bench.losses``: ``n_critic`` critic steps on rea
 config and seed give the same curves on CPU, and a checkpoint restores the run exactly where it was.
 
 The loop runs on stacks (``bench.models.stack``): ``train`` is a stack of one; ``train_ensemble`` trains
-several seeds of one config at once, each member with its own streams, so each gets the curves it would
+several seeds of one config (or of configs that differ only in a loss of the same structure, such as
+minimax and -log D) at once, each member with its own streams and loss, so each gets the curves it would
 get alone (up to float rounding) for a fraction of the per-step overhead.
 """
 
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 
 from bench import seeding
 from bench.data import DATASETS
-from bench.losses import LOSSES, GANLoss, clip_weights_, gradient_penalty
+from bench.losses import LOSSES, GANLoss, clip_weights_, gradient_penalty, stack_losses
 from bench.metrics import METRICS, EvalContext
 from bench.models import CRITICS, GENERATORS, scores_each_sample_alone, stack, weight_layers
 from bench.optim import FlatParameters, build_optimizer
@@ -123,22 +124,43 @@ class _Member:
 
 def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cpu") -> RunResult:
     """Train one cell; see the module docstring."""
-    return _train(config, [seed], hooks or Hooks(), device)[0]
+    return _train([config], [seed], hooks or Hooks(), device)[0]
 
 
-def train_ensemble(config: dict, seeds: list[int], device: str = "cpu") -> list[RunResult]:
+def train_ensemble(config: dict | list[dict], seeds: list[int], device: str = "cpu") -> list[RunResult]:
     """Train the cells ``(config, seed) for seed in seeds`` together, as one stacked ensemble
     (``bench.models.stack``): batched matmuls, per-member batch-norm statistics, random streams, losses and
     divergence; one optimizer over the stacked parameters, whose elementwise updates (Adam, RMSProp, SGD,
-    weight clipping) are each member's own. Each result equals ``train(config, seed)`` up to float
-    rounding; ``wall_s`` and ``train_s`` are the ensemble's."""
-    return _train(config, list(seeds), Hooks(), device)
+    weight clipping) are each member's own. ``config`` may be one config per seed, differing in the loss
+    only, with losses of one ``GANLoss.structure`` (``bench.losses.stack_losses``). Each result equals
+    ``train(config, seed)`` up to float rounding; ``wall_s`` and ``train_s`` are the ensemble's."""
+    configs = [config] * len(seeds) if isinstance(config, dict) else list(config)
+    if len(configs) != len(seeds):
+        raise ValueError(f"train_ensemble: {len(configs)} configs for {len(seeds)} seeds")
+    return _train(configs, list(seeds), Hooks(), device)
 
 
-def _train(config: dict, seeds: list[int], hooks: Hooks, device: str) -> list[RunResult]:
+def _member_losses(configs: list[dict]) -> list[GANLoss]:
+    """Each member's loss, one object per distinct loss block (so ``stack_losses`` calls each once)."""
+    def rest(c: dict) -> dict:
+        return {key: value for key, value in c.items() if key != "loss"}
+
+    if any(rest(c) != rest(configs[0]) for c in configs):
+        raise ValueError("train_ensemble: members' configs may differ in their loss only")
+    built: dict[str, GANLoss] = {}
+    for c in configs:
+        if repr(c["loss"]) not in built:
+            built[repr(c["loss"])] = build_component(LOSSES, c["loss"], "name")
+    return [built[repr(c["loss"])] for c in configs]
+
+
+def _train(configs: list[dict], seeds: list[int], hooks: Hooks, device: str) -> list[RunResult]:
     k = len(seeds)
     if k > 1 and (hooks.on_eval is not None or hooks.checkpoint_path is not None):
         raise ValueError("hooks (pruning, checkpoints) apply to single cells, not ensembles")
+    config = configs[0]  # every setting but the loss is the members' own too
+    member_losses = _member_losses(configs)
+    loss = stack_losses(member_losses)
     device = torch.device(device)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
@@ -158,7 +180,6 @@ def _train(config: dict, seeds: list[int], hooks: Hooks, device: str) -> list[Ru
             eval_noise=torch.randn(ev["n_samples"], g_cfg["latent_dim"], generator=seeding.generator(seed, "eval")),
         ))
     shape = members[0].dataset.shape
-    loss: GANLoss = build_component(LOSSES, config["loss"], "name")
 
     state = {"step": 0, "train_s": 0.0}
     resumed_from = None
@@ -255,13 +276,13 @@ def _train(config: dict, seeds: list[int], hooks: Hooks, device: str) -> list[Ru
         """Measure member ``i`` (its own plain generator and critic). Metric functions return numbers
         (curve points), strings (labels such as the feature space) or arrays (artifacts such as a critic
         value surface)."""
-        mb, member_critic = members[i], critic.members[i]
+        mb, member_critic, member_loss = members[i], critic.members[i], member_losses[i]
         samples = generated_samples(i)
         values = {"critic_loss": float(critic_loss[i].detach())}
         if generator_loss is not None:
             values["generator_loss"] = float(generator_loss[i].detach())
-        values.update(gradient_norms(member_critic, loss, mb.eval_real[:m].to(device), samples[:m].to(device)))
-        ctx = EvalContext(samples, mb.eval_real, mb.dataset, member_critic, loss, config, device)
+        values.update(gradient_norms(member_critic, member_loss, mb.eval_real[:m].to(device), samples[:m].to(device)))
+        ctx = EvalContext(samples, mb.eval_real, mb.dataset, member_critic, member_loss, configs[i], device)
         for name in ev["metrics"]:
             for key, value in METRICS.get(name)(ctx).items():
                 if isinstance(value, str):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.losses import LOSSES, clip_weights_, gradient_penalty
+from bench.losses import LOSSES, clip_weights_, gradient_penalty, stack_losses
 from bench.spec import resolve_config
 from tests.conftest import tiny_base
 
@@ -88,3 +88,15 @@ def test_every_loss_has_paper_and_toy_presets_that_resolve():
         for preset in ("paper", "toy"):
             cfg = resolve_config({**tiny_base(), "preset": preset, "loss": {"name": entry.name}, "train": {}})
             assert cfg["loss"]["name"] == entry.name
+
+
+def test_stacked_losses_give_each_member_its_own_loss():
+    minimax, nonsaturating = build("minimax"), build("nonsaturating")
+    members = [minimax, nonsaturating, nonsaturating, minimax]
+    real, fake = torch.randn(4, 8), torch.randn(4, 8)
+    stacked = stack_losses(members)
+    assert torch.equal(stacked.generator(fake), torch.stack([loss.generator(f) for loss, f in zip(members, fake)]))
+    assert torch.allclose(stacked.critic(real, fake),
+                          torch.stack([loss.critic(r, f) for loss, r, f in zip(members, real, fake)]))
+    with pytest.raises(ValueError, match="clipping"):
+        stack_losses([build("wgan"), build("wgan-gp")])

@@ -22,8 +22,16 @@ def test_seeds_of_one_config_train_together_up_to_the_limit():
     wgan, gp = cells(range(5), loss={"name": "wgan"}), cells(range(3))
     groups = ensembles(wgan + gp, workers=1, max_members=4)
     assert sorted(map(len, groups)) == [1, 3, 4]
-    assert all(len({c.config_id for c in g}) == 1 for g in groups)  # never two configs in one ensemble
+    assert all(len({c.config_id for c in g}) == 1 for g in groups)  # WGAN and WGAN-GP never train together
     assert ids(ensembles(gp, workers=1, max_members=1)) == [[0], [1], [2]]
+
+
+def test_losses_of_one_structure_train_together_in_config_order():
+    gan = cells([1, 0], loss={"name": "minimax"}) + cells([0], loss={"name": "nonsaturating"})
+    gp = cells([0], loss={"name": "wgan-gp", "gp_lambda": 10.0}) + cells([0], loss={"name": "wgan-gp", "gp_lambda": 1.0})
+    groups = ensembles(gan + gp, workers=1, max_members=8)
+    assert sorted([(c.config["loss"]["name"], c.seed) for c in g] for g in groups) == [
+        [("minimax", 0), ("minimax", 1), ("nonsaturating", 0)], [("wgan-gp", 0)], [("wgan-gp", 0)]]
 
 
 def test_ensembles_are_split_so_that_every_worker_has_work():

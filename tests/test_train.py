@@ -114,6 +114,26 @@ def test_an_ensemble_gives_each_seed_the_curves_of_its_own_run(loss):
     assert not close_curves(stacked[0], stacked[1], rel=1e-2)  # and the members are different runs
 
 
+def test_members_with_losses_of_one_structure_train_together_as_they_would_alone():
+    configs = [config(loss={"name": name}, train={"generator_iters": 30, "batch_size": 32})
+               for name in ("minimax", "minimax", "nonsaturating")]
+    separate = [train(cfg, seed) for cfg, seed in zip(configs, (0, 1, 0))]
+    stacked = train_ensemble(configs, [0, 1, 0])
+    for alone, member in zip(separate, stacked, strict=True):
+        assert member.status == "ok" and member.ensemble_size == 3
+        assert close_curves(alone, member, rel=1e-4)
+    assert not close_curves(stacked[0], stacked[2], rel=1e-2)  # same seed, other generator loss: another run
+
+
+def test_an_ensemble_refuses_members_that_differ_beyond_the_loss():
+    penalties = [config(loss={"name": "wgan-gp", "gp_lambda": gp_lambda}) for gp_lambda in (1.0, 10.0)]
+    with pytest.raises(ValueError, match="clipping, gradient penalty or family"):
+        train_ensemble(penalties, [0, 0])
+    gan = config(loss={"name": "minimax"})
+    with pytest.raises(ValueError, match="differ in their loss only"):
+        train_ensemble([gan, config(loss={"name": "minimax"}, train={"batch_size": 16})], [0, 0])
+
+
 def test_an_ensemble_keeps_batch_norm_statistics_per_member():
     # Batch norm couples the samples of a batch, so pooling members' batches would show at once; over a few
     # steps only float rounding separates the two (2e-5 here). A small SGD step, not Adam: the biases before
