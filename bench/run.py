@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cell-timeout", type=float, default=None, help="seconds before a cell is stopped as 'timeout'")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--ensemble", type=int, default=8,
-                   help="at most this many seeds of one config train together as one stacked ensemble "
+                   help="at most this many cells train together as one stacked ensemble: seeds of one config, "
+                        "and configs that differ only in a loss of the same structure (minimax and -log D) "
                         "(MLP models, no checkpoints; 1: every cell alone; default: 8)")
     p.add_argument("--dry-run", action="store_true", help="print the cells and exit")
     p.add_argument("--yes", action="store_true", help=f"run matrices of more than {CELL_LIMIT} cells")

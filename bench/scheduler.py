@@ -199,9 +199,10 @@ def run_local(
 ) -> RunReport:
     """Run every cell of ``cells`` not yet stored under ``study_dir``; store each as it finishes.
 
-    Seeds of one config train together as ensembles of up to ``ensemble`` members (``ensembles``); a
-    group's timeout is ``cell_timeout`` per member. A group that times out or whose worker dies is split
-    and its cells run again one by one, each with its own timeout and retries."""
+    Seeds of one config (and configs that differ only in a loss of one structure) train together as
+    ensembles of up to ``ensemble`` members (``ensembles``); a group's timeout is ``cell_timeout`` per
+    member. A group that times out or whose worker dies is split and its cells run again one by one, each
+    with its own timeout and retries."""
     study_dir = Path(study_dir)
     report = RunReport()
     todo = _split(cells, study_dir, report)
