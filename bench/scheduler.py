@@ -11,7 +11,6 @@ goes on. If results can no longer be written (disk full), the run stops: ``RunRe
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -31,8 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench import store
 from bench.spec import Cell
-from bench.losses import LOSSES
-from bench.train import Hooks, RunResult, build_component
+from bench.train import Hooks, RunResult, stack_key
 
 
 @dataclass
@@ -82,16 +80,9 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def stack_key(config: dict) -> str:
-    """Cells whose configs have one key can train as one ensemble: every setting equal but the loss, and
-    the losses of one ``GANLoss.structure`` (e.g. minimax and -log D: the same loop, other loss functions)."""
-    structure = build_component(LOSSES, config["loss"], "name").structure
-    return json.dumps([{k: v for k, v in config.items() if k != "loss"}, structure], sort_keys=True, default=str)
-
-
 def ensembles(cells: list[Cell], workers: int, max_members: int) -> list[list[Cell]]:
     """Cells grouped to train as stacked ensembles (``bench.train.train_ensemble``): seeds of one config,
-    and configs that differ only in a loss of the same structure (``stack_key``).
+    and configs that differ only in a loss of the same structure (``bench.train.stack_key``).
 
     A group holds at most ``max_members`` cells whose generator and critic architectures have a stacked
     form and that take no checkpoints (a checkpoint belongs to one cell, so such cells train alone); its

@@ -17,6 +17,7 @@ get alone (up to float rounding) for a fraction of the per-step overhead.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -140,12 +141,20 @@ def train_ensemble(config: dict | list[dict], seeds: list[int], device: str = "c
     return _train(configs, list(seeds), Hooks(), device)
 
 
+def _all_but_loss(config: dict) -> dict:
+    return {key: value for key, value in config.items() if key != "loss"}
+
+
+def stack_key(config: dict) -> str:
+    """Cells whose configs have one key can train as one ensemble (``train_ensemble``): every setting equal
+    but the loss, and losses of one ``GANLoss.structure`` (minimax and -log D: one loop, other losses)."""
+    structure = build_component(LOSSES, config["loss"], "name").structure
+    return json.dumps([_all_but_loss(config), structure], sort_keys=True, default=str)
+
+
 def _member_losses(configs: list[dict]) -> list[GANLoss]:
     """Each member's loss, one object per distinct loss block (so ``stack_losses`` calls each once)."""
-    def rest(c: dict) -> dict:
-        return {key: value for key, value in c.items() if key != "loss"}
-
-    if any(rest(c) != rest(configs[0]) for c in configs):
+    if any(_all_but_loss(c) != _all_but_loss(configs[0]) for c in configs):
         raise ValueError("train_ensemble: members' configs may differ in their loss only")
     built: dict[str, GANLoss] = {}
     for c in configs:
