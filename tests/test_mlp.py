@@ -13,10 +13,14 @@ def members(cls, params, k=2):
     return [cls(params, (2,)) for _ in range(k)]
 
 
-def test_a_stack_computes_each_members_output():
-    critics = members(MLPCritic, MLPCriticParams(width=16, batchnorm=False))
+@pytest.mark.parametrize("width", [16, 4])  # 4: hidden layers narrow enough to run as transposed products
+def test_a_stack_computes_each_members_output(width):
+    critics = members(MLPCritic, MLPCriticParams(width=width, batchnorm=False))
     x = torch.randn(2, 8, 2)
     assert torch.allclose(stack(critics)(x), torch.stack([c(xi) for c, xi in zip(critics, x)]), atol=1e-6)
+    generators = members(MLPGenerator, MLPGeneratorParams(width=width, latent_dim=3))
+    z = torch.randn(2, 8, 3)
+    assert torch.allclose(stack(generators)(z), torch.stack([g(zi) for g, zi in zip(generators, z)]), atol=1e-6)
 
 
 def test_bf16_critic_tells_apart_points_closer_than_bf16_spacing():
@@ -59,7 +63,8 @@ def layer_by_layer(stacked, x):
 
 @pytest.mark.parametrize("cls, params, n_in", [(MLPCritic, MLPCriticParams(width=16, depth=4), 2),
                                                (MLPCritic, MLPCriticParams(width=16, depth=1), 2),
-                                               (MLPGenerator, MLPGeneratorParams(width=16, depth=3, latent_dim=3), 3)])
+                                               (MLPGenerator, MLPGeneratorParams(width=16, depth=3, latent_dim=3), 3),
+                                               (MLPGenerator, MLPGeneratorParams(width=4, depth=3, latent_dim=3), 3)])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_written_out_backward_equals_autograds_layer_by_layer(cls, params, n_in, precision):
     stacked = stack(members(cls, params, k=3))
