@@ -15,7 +15,7 @@ Presets (``preset: paper`` or ``preset: toy`` in a spec) fill whatever the spec 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Literal
 
 import torch
@@ -107,8 +107,7 @@ def stack_losses(losses: list[GANLoss]) -> GANLoss:
     def generator(critic_fake: Tensor) -> Tensor:
         return torch.cat([loss.generator(critic_fake[rows]) for loss, rows in runs])
 
-    first = losses[0]
-    return GANLoss(critic, generator, first.family, first.clip_value, first.clip_when, first.gp_lambda)
+    return replace(losses[0], critic=critic, generator=generator)  # the shared structure, the members' functions
 
 
 @torch.no_grad()
