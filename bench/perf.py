@@ -269,7 +269,7 @@ def run_end_to_end(console: Console, workers: int | None) -> list[dict]:
     ``train.precision: bf16``. Each side evaluates at the end with the same metrics (the harness also
     evaluates every ``eval.every`` steps). Each harness row names the scheduler's groups and their wall
     times (``groups``): the two workers' loads, which bound the end-to-end time."""
-    from bench.scheduler import default_workers, ensembles, run_local
+    from bench.scheduler import ENSEMBLE, default_workers, ensembles, run_local
 
     spec, cells = load(Path(__file__).resolve().parent.parent / "ablations" / "quickstart.yaml")
     t = time.perf_counter()
@@ -284,14 +284,13 @@ def run_end_to_end(console: Console, workers: int | None) -> list[dict]:
     modes = {"reference": pd.DataFrame(reference).groupby("loss")["modes_captured"].mean()}
     rows = [{"case": "quickstart end to end", "variant": "reference, cells in turn", "wall_s": reference_s,
              "ratio": 1.0, "modes_captured": float(modes["reference"].mean())}]
-    max_members = 8  # bench.run's default --ensemble
     for precision in ("fp32", "bf16"):
         variant = [dataclasses.replace(c, config=copy.deepcopy(c.config)) for c in cells]
         for cell in variant:
             cell.config["train"]["precision"] = precision
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            report = run_local(variant, Path(tmp) / spec.name, workers=workers, progress=False, ensemble=max_members)
+            report = run_local(variant, Path(tmp) / spec.name, workers=workers, progress=False, ensemble=ENSEMBLE)
             harness_s = time.perf_counter() - t
             runs = store.load(Path(tmp) / spec.name)["runs"]
         assert len(report.ran) == len(cells) and set(report.statuses.values()) == {"ok"}, report
@@ -300,7 +299,7 @@ def run_end_to_end(console: Console, workers: int | None) -> list[dict]:
         groups = ", ".join(
             f"{'+'.join(dict.fromkeys(c.config['loss']['name'] for c in group))} "
             f"{group_wall[[c.cell_id for c in group]].max():.0f} s"
-            for group in ensembles(variant, workers or default_workers(len(variant)), max_members))
+            for group in ensembles(variant, workers or default_workers(len(variant)), ENSEMBLE))
         rows.append({"case": "quickstart end to end", "variant": f"harness {precision} (bench.run scheduler)",
                      "wall_s": harness_s, "ratio": reference_s / harness_s,
                      "modes_captured": float(modes[precision].mean()), "groups": groups})

@@ -50,6 +50,9 @@ class _StoreFailed(Exception):
     pass
 
 
+ENSEMBLE = 8  # at most this many cells train as one stacked ensemble, unless told otherwise
+
+
 def default_workers(n_cells: int) -> int:
     return max(1, min(n_cells, os.cpu_count() or 1))
 
@@ -186,7 +189,7 @@ def run_local(
     device: str = "cpu",
     progress: bool = True,
     retries: int = 2,
-    ensemble: int = 8,
+    ensemble: int = ENSEMBLE,
 ) -> RunReport:
     """Run every cell of ``cells`` not yet stored under ``study_dir``; store each as it finishes.
 
@@ -295,7 +298,7 @@ def run_ray(
     device: str = "auto",
     progress: bool = True,
     retries: int = 2,
-    ensemble: int = 8,
+    ensemble: int = ENSEMBLE,
 ) -> RunReport:
     """Run every cell not yet stored as a Ray task; the driver (this process) stores each result.
 
