@@ -269,7 +269,7 @@ def run_end_to_end(console: Console, workers: int | None) -> list[dict]:
     ``train.precision: bf16``. Each side evaluates at the end with the same metrics (the harness also
     evaluates every ``eval.every`` steps). Each harness row names the scheduler's groups and their wall
     times (``groups``): the two workers' loads, which bound the end-to-end time."""
-    from bench.scheduler import ENSEMBLE, default_workers, ensembles, run_local
+    from bench.scheduler import ENSEMBLE, run_local
 
     spec, cells = load(Path(__file__).resolve().parent.parent / "ablations" / "quickstart.yaml")
     t = time.perf_counter()
@@ -295,11 +295,10 @@ def run_end_to_end(console: Console, workers: int | None) -> list[dict]:
             runs = store.load(Path(tmp) / spec.name)["runs"]
         assert len(report.ran) == len(cells) and set(report.statuses.values()) == {"ok"}, report
         modes[precision] = runs.groupby("loss.name")["modes_captured"].mean()
-        group_wall = runs.set_index("cell_id")["wall_s"]  # a group's cells share their ensemble's wall time
+        by_id = runs.set_index("cell_id")  # a group's cells share their ensemble's wall time
         groups = ", ".join(
-            f"{'+'.join(dict.fromkeys(c.config['loss']['name'] for c in group))} "
-            f"{group_wall[[c.cell_id for c in group]].max():.0f} s"
-            for group in ensembles(variant, workers or default_workers(len(variant)), ENSEMBLE))
+            f"{'+'.join(dict.fromkeys(by_id.loc[group, 'loss.name']))} {by_id.loc[group, 'wall_s'].max():.0f} s"
+            for group in report.groups)
         rows.append({"case": "quickstart end to end", "variant": f"harness {precision} (bench.run scheduler)",
                      "wall_s": harness_s, "ratio": reference_s / harness_s,
                      "modes_captured": float(modes[precision].mean()), "groups": groups})

@@ -38,6 +38,7 @@ class RunReport:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)  # cell_id -> status of this run's cells
+    groups: list[list[str]] = field(default_factory=list)  # cell ids of each group as scheduled (retries too)
     interrupted: bool = False
     store_error: str | None = None  # results could not be written (e.g. disk full): the run stopped
 
@@ -214,6 +215,7 @@ def run_local(
                        context=multiprocessing.get_context("spawn"))
 
     def schedule(group: list[Cell]):
+        report.groups.append([c.cell_id for c in group])
         paths = [store.checkpoint_path(study_dir, c.cell_id) for c in group]
         return pool.schedule(run_group, args=(group, device, paths),
                              timeout=cell_timeout * len(group) if cell_timeout else None)
@@ -346,6 +348,7 @@ def run_ray(
             while queue or pending:
                 while queue and len(pending) < slots:
                     group = queue.popleft()
+                    report.groups.append([c.cell_id for c in group])
                     ref = remote_group.options(  # named in Ray task listings and process titles
                         name=f"bench-cell-{'+'.join(c.cell_id for c in group)}", num_cpus=RAY_CPUS_PER_CELL,
                         num_gpus=gpus, max_retries=retries, retry_exceptions=False,
