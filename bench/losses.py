@@ -9,13 +9,15 @@ Presets (``preset: paper`` or ``preset: toy`` in a spec) fill whatever the spec 
 
 * ``paper`` follows the loss's own paper (WGAN Algorithm 1; WGAN-GP Algorithm 1; DCGAN for minimax and
   non-saturating; LSGAN; SNGAN's hinge setup).
-* ``toy`` follows the WGAN-GP authors' toy code ``gan_toy.py`` (batch 256; WGAN-GP: Adam lr 1e-4,
-  betas (0.5, 0.9), lambda 0.1; WGAN: RMSProp lr 5e-5, c = 0.01).
+* ``toy`` follows the WGAN-GP authors' toy code ``gan_toy.py`` (batch 256; its MLP initialization,
+  ``init: gan_toy``; WGAN-GP: Adam lr 1e-4, betas (0.5, 0.9), lambda 0.1; WGAN: RMSProp lr 5e-5, c = 0.01).
+* WGAN's ``paper`` preset turns on ``train.critic_warmup`` (100 critic steps for the first 25 generator
+  steps and every 500th, as the WGAN authors' code does).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterable, Literal
 
 import torch
@@ -46,7 +48,7 @@ class GANLoss:
     @property
     def structure(self) -> tuple:
         """Everything but the two loss functions: losses that agree on it make the same training loop, so
-        their cells can train as one stacked ensemble (``stack_losses``)."""
+        their cells can train as one stacked ensemble (``bench.ensemble.stack_losses``)."""
         return (self.family, self.clip_value, self.clip_when, self.gp_lambda)
 
 
@@ -86,30 +88,6 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, eps: Tensor,
     return ((grad.float().flatten(batch_dims).norm(2, dim=-1) - 1) ** 2).mean(-1)
 
 
-def stack_losses(losses: list[GANLoss]) -> GANLoss:
-    """The losses of a stacked ensemble's members (one per member, in order) as one ``GANLoss`` on
-    ``(members, batch)`` critic outputs: each member's rows go through its own loss, e.g. minimax and -log D
-    members in one stack. The losses must share their ``structure`` (clipping, penalty, family)."""
-    if len({loss.structure for loss in losses}) > 1:
-        raise ValueError("stack_losses: members' losses differ in clipping, gradient penalty or family")
-    if all(loss is losses[0] for loss in losses):
-        return losses[0]
-    runs: list[tuple[GANLoss, slice]] = []  # consecutive members with the same loss: one call each
-    for i, loss in enumerate(losses):
-        if runs and runs[-1][0] is loss:
-            runs[-1] = (loss, slice(runs[-1][1].start, i + 1))
-        else:
-            runs.append((loss, slice(i, i + 1)))
-
-    def critic(critic_real: Tensor, critic_fake: Tensor) -> Tensor:
-        return torch.cat([loss.critic(critic_real[rows], critic_fake[rows]) for loss, rows in runs])
-
-    def generator(critic_fake: Tensor) -> Tensor:
-        return torch.cat([loss.generator(critic_fake[rows]) for loss, rows in runs])
-
-    return replace(losses[0], critic=critic, generator=generator)  # the shared structure, the members' functions
-
-
 @torch.no_grad()
 def clip_weights_(parameters: Iterable[Tensor], clip_value: float) -> None:
     """Clamp every critic parameter to [-c, c] (WGAN Algorithm 1 line 7; the reference code clips all
@@ -119,14 +97,15 @@ def clip_weights_(parameters: Iterable[Tensor], clip_value: float) -> None:
 
 
 _DCGAN_ADAM = {"optimizer.name": "adam", "optimizer.lr": 2e-4, "optimizer.betas": (0.5, 0.999)}
-_TOY_BATCH = {"train.batch_size": 256}
+# gan_toy.py: batch 256, its lib/ops/linear.py initialization (bench.models.mlp._init_gan_toy)
+_TOY = {"train.batch_size": 256, "generator.init": "gan_toy", "critic.init": "gan_toy"}
 
 
 @LOSSES.register(
     "minimax",
     presets={  # DCGAN (Radford et al. 2016) training setup
         "paper": {**_DCGAN_ADAM, "train.n_critic": 1, "train.batch_size": 64},
-        "toy": {**_DCGAN_ADAM, "train.n_critic": 1, **_TOY_BATCH},
+        "toy": {**_DCGAN_ADAM, "train.n_critic": 1, **_TOY},
     },
 )
 def minimax(params: NoParams) -> GANLoss:
@@ -138,7 +117,7 @@ def minimax(params: NoParams) -> GANLoss:
     "nonsaturating",
     presets={
         "paper": {**_DCGAN_ADAM, "train.n_critic": 1, "train.batch_size": 64},
-        "toy": {**_DCGAN_ADAM, "train.n_critic": 1, **_TOY_BATCH},
+        "toy": {**_DCGAN_ADAM, "train.n_critic": 1, **_TOY},
     },
 )
 def nonsaturating(params: NoParams) -> GANLoss:
@@ -160,8 +139,9 @@ _RMSPROP = {"optimizer.name": "rmsprop", "optimizer.lr": 5e-5, "train.n_critic":
     "wgan",
     params=WGANParams,
     presets={  # WGAN Algorithm 1: alpha = 5e-5, c = 0.01, m = 64, n_critic = 5
-        "paper": {**_RMSPROP, "train.batch_size": 64},
-        "toy": {**_RMSPROP, **_TOY_BATCH},
+        # critic_warmup: 100 critic steps while g < 25 and every 500th (the authors' code; WGAN Fig. 3 runs)
+        "paper": {**_RMSPROP, "train.batch_size": 64, "train.critic_warmup": True},
+        "toy": {**_RMSPROP, **_TOY},
     },
 )
 def wgan(params: WGANParams) -> GANLoss:
@@ -177,6 +157,10 @@ def wgan(params: WGANParams) -> GANLoss:
 
 class WGANGPParams(Params):
     gp_lambda: float = Field(10.0, ge=0, description="lambda, the gradient penalty coefficient")
+    allow_batchnorm_critic: bool = Field(
+        False, description="train with a batch-norm critic anyway (WGAN-GP section 4: the penalty is per sample, "
+        "which batch norm breaks; without this such a config is rejected)"
+    )
 
 
 @LOSSES.register(
@@ -188,7 +172,7 @@ class WGANGPParams(Params):
                   "train.n_critic": 5, "train.batch_size": 64},
         # gan_toy.py: lambda = 0.1, Adam(1e-4, beta1 = 0.5, beta2 = 0.9), batch 256
         "toy": {"optimizer.name": "adam", "optimizer.lr": 1e-4, "optimizer.betas": (0.5, 0.9),
-                "train.n_critic": 5, "loss.gp_lambda": 0.1, **_TOY_BATCH},
+                "train.n_critic": 5, "loss.gp_lambda": 0.1, **_TOY},
     },
 )
 def wgan_gp(params: WGANGPParams) -> GANLoss:
@@ -205,7 +189,7 @@ def wgan_gp(params: WGANGPParams) -> GANLoss:
     "lsgan",
     presets={  # Mao et al. 2017: Adam lr 2e-4, beta1 0.5
         "paper": {**_DCGAN_ADAM, "train.n_critic": 1, "train.batch_size": 64},
-        "toy": {**_DCGAN_ADAM, "train.n_critic": 1, **_TOY_BATCH},
+        "toy": {**_DCGAN_ADAM, "train.n_critic": 1, **_TOY},
     },
 )
 def lsgan(params: NoParams) -> GANLoss:
@@ -224,7 +208,7 @@ _SNGAN_ADAM = {"optimizer.name": "adam", "optimizer.lr": 2e-4, "optimizer.betas"
     "hinge",
     presets={  # Miyato et al. 2018 (SNGAN): Adam lr 2e-4, betas (0, 0.9), n_dis = 5
         "paper": {**_SNGAN_ADAM, "train.batch_size": 64},
-        "toy": {**_SNGAN_ADAM, **_TOY_BATCH},
+        "toy": {**_SNGAN_ADAM, **_TOY},
     },
 )
 def hinge(params: NoParams) -> GANLoss:

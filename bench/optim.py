@@ -48,7 +48,8 @@ Builder = Callable[[Iterable[torch.nn.Parameter], float, Any], torch.optim.Optim
 OPTIMIZERS: Registry[Builder] = Registry("optimizer")
 
 
-# The trainer gives each optimizer one flat tensor (``FlatParameters``), so every update is a handful of ops.
+# The trainer gives each optimizer one tensor per stack member (``bench.ensemble.FlatParameters``), so every
+# update is a handful of ops.
 # Adam and SGD use their fused kernels (one op per step); RMSProp has none, and its multi-tensor "foreach"
 # path only adds overhead for a single tensor (197 against 154 us per step on 68k parameters, this CPU).
 
@@ -68,35 +69,9 @@ def sgd(parameters, lr: float, p: SGDParams) -> torch.optim.Optimizer:
     return torch.optim.SGD(parameters, lr=lr, momentum=p.momentum, nesterov=p.nesterov, fused=True)
 
 
-class FlatParameters:
-    """A module's parameters in one contiguous tensor, ``flat``: the module's parameters become views of
-    it, so an elementwise update (Adam, RMSProp, SGD, weight clipping) over ``flat`` is one op instead of a
-    few per tensor, the same arithmetic on the same numbers. Give the optimizer ``[flat]`` and call
-    ``gather_grads()`` between ``backward()`` and ``step()``."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.params = list(module.parameters())
-        self.flat = torch.nn.Parameter(torch.cat([p.detach().flatten() for p in self.params]))
-        offset = 0
-        for p in self.params:
-            p.data = self.flat.data[offset : offset + p.numel()].view_as(p)
-            offset += p.numel()
-
-    def gather_grads(self) -> None:
-        """Move the parameters' gradients into ``flat.grad`` and clear theirs, so the next backward starts
-        from none. Every parameter must have one: an optimizer skips a tensor without a gradient (no Adam
-        moment or momentum update), which one flat tensor cannot do."""
-        if any(p.grad is None for p in self.params):
-            raise ValueError("FlatParameters: a parameter got no gradient; every one must take part in the loss")
-        self.flat.grad = torch.cat([p.grad.flatten() for p in self.params])
-        for p in self.params:
-            p.grad = None
-
-
 def build_optimizer(
     config: dict, parameters: Iterable[torch.nn.Parameter], network: Literal["generator", "critic"]
 ) -> torch.optim.Optimizer:
     """The optimizer of ``config`` (the resolved ``optimizer`` block) for one network."""
-    entry = OPTIMIZERS.entry(config["name"])
-    params = entry.params.model_validate({k: v for k, v in config.items() if k != "name"})
-    return entry.obj(parameters, getattr(params, f"{network}_lr"), params)
+    params = OPTIMIZERS.params_of(config, "name")
+    return OPTIMIZERS.get(config["name"])(parameters, getattr(params, f"{network}_lr"), params)

@@ -1,9 +1,9 @@
 """``python -m bench.perf [--quick] [--end-to-end]``: how fast the harness trains, against a plain loop.
 
-Each case times, in this one process, the harness's trainer (``bench.train``) and ``reference_train``, the
-textbook Algorithm 1 written out below with torch's default optimizers and nothing else, on the same
-config, networks and data: generator iterations per second of training (initialization and evaluation
-excluded; the first iterations are a warm-up). The two alternate in ``--rounds`` pairs; the result is the
+Each case times, in this one process, the harness's trainer (``bench.train``) and ``bench.reference``, the
+textbook Algorithm 1 with torch's default optimizers and nothing else (``reference_train``), on the same
+config, networks, data and random streams: generator iterations per second of training (initialization and
+evaluation excluded; the first iterations are a warm-up). The two alternate in ``--rounds`` pairs; the result is the
 median of the pairs' ratios, reported with their range and the share of CPU time the hypervisor gave
 other guests meanwhile (``steal``). Cases with several seeds train them as one stacked ensemble and report
 per-cell throughput (k x iterations / s). ``outcome`` trains the same config to the end with the
@@ -36,20 +36,19 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from bench import seeding, store
+from bench import reference, seeding, store
 from bench.data import DATASETS
-from bench.losses import LOSSES
 from bench.metrics.modes import mode_metrics
 from bench.metrics.transport import exact_w1
-from bench.models import CRITICS, GENERATORS
 from bench.spec import load, resolve_config
-from bench.train import build_component, train, train_ensemble
+from bench.train import train, train_ensemble
 
 TOY = {"preset": "toy", "dataset": {"name": "25gaussians"}, "eval": {"metrics": ["modes"], "n_samples": 2500}}
 
 
 def toy_config(loss: dict, width: int, optimizer: dict | None = None, **train) -> dict:
-    return resolve_config({**TOY, "generator": {"arch": "mlp", "width": width}, "critic": {"arch": "mlp", "width": width},
+    return resolve_config({**TOY, "generator": {"arch": "mlp", "width": width},
+                           "critic": {"arch": "mlp", "width": width},
                            "loss": loss, "optimizer": optimizer or {}, "train": train})
 
 
@@ -66,50 +65,14 @@ def dcgan_config(**train) -> dict:
 def reference_train(
     config: dict, seed: int, iters: int, warmup: int | None = None
 ) -> tuple[float, torch.nn.Module, object]:
-    """The textbook loop (WGAN / WGAN-GP Algorithm 1) on ``config``'s networks, data and optimizer settings,
-    with torch's default (single-tensor) optimizers: seconds for ``iters`` generator steps after ``warmup``
-    steps (default: a tenth of ``iters``) that are trained but not timed; returns (seconds, generator, dataset)."""
-    g_cfg, tr, opt = config["generator"], config["train"], config["optimizer"]
-    data = build_component(DATASETS, config["dataset"], "name", seed)
-    torch.manual_seed(seed)
-    G = build_component(GENERATORS, g_cfg, "arch", data.shape)
-    D = build_component(CRITICS, config["critic"], "arch", data.shape)
-    loss = build_component(LOSSES, config["loss"], "name")
-    if opt["name"] == "adam":
-        opt_g = torch.optim.Adam(G.parameters(), lr=opt["generator_lr"], betas=opt["betas"])
-        opt_d = torch.optim.Adam(D.parameters(), lr=opt["critic_lr"], betas=opt["betas"])
-    else:
-        opt_g = torch.optim.RMSprop(G.parameters(), lr=opt["generator_lr"])
-        opt_d = torch.optim.RMSprop(D.parameters(), lr=opt["critic_lr"])
-    m, z_dim = tr["batch_size"], g_cfg["latent_dim"]
+    """``bench.reference``'s plain Algorithm 1 (torch's default optimizers; fp32, whatever ``config``'s
+    precision) on ``config``'s networks, data, optimizer settings and ``seed``'s streams: seconds for
+    ``iters`` generator steps after ``warmup`` steps (default: a tenth of ``iters``) that are trained but
+    not timed; returns (seconds, generator, dataset)."""
     warmup = max(1, iters // 10) if warmup is None else warmup
-    for it in range(warmup + iters):
-        if it == warmup:
-            start = time.perf_counter()
-        for p in D.parameters():
-            p.requires_grad = True
-        for _ in range(tr["n_critic"]):
-            real = data.sample(m)
-            fake = G(torch.randn(m, z_dim)).detach()
-            d_loss = loss.critic(D(real), D(fake))
-            if loss.gp_lambda:
-                eps = torch.rand(m, *([1] * len(data.shape)))
-                x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-                (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
-                d_loss = d_loss + loss.gp_lambda * ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
-            opt_d.zero_grad()
-            d_loss.backward()
-            opt_d.step()
-            if loss.clip_value is not None:
-                for p in D.parameters():
-                    p.data.clamp_(-loss.clip_value, loss.clip_value)
-        for p in D.parameters():
-            p.requires_grad = False
-        g_loss = loss.generator(D(G(torch.randn(m, z_dim))))
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-    return time.perf_counter() - start, G, data
+    config = {**config, "train": {**config["train"], "generator_iters": warmup + iters, "precision": "fp32"}}
+    run = reference.train(config, seed)
+    return run.clock[warmup + iters] - run.clock[warmup], run.generator, run.dataset
 
 
 def final_modes(G: torch.nn.Module, data, seed: int, n: int = 2500) -> dict[str, float]:
@@ -257,7 +220,8 @@ def run_metrics(console: Console) -> list[dict]:
         t = time.perf_counter()
         for _ in range(5):
             net.features(images)
-    rows.append({"case": "lenet features (32x32)", "variant": "harness", "samples_per_s": 5000 / (time.perf_counter() - t)})
+    rows.append({"case": "lenet features (32x32)", "variant": "harness",
+                 "samples_per_s": 5000 / (time.perf_counter() - t)})
     for r in rows:
         console.print(f"{r['case']}: {r['samples_per_s']:.0f} samples/s")
     return rows
@@ -273,15 +237,15 @@ def run_end_to_end(console: Console, workers: int | None) -> list[dict]:
 
     spec, cells = load(Path(__file__).resolve().parent.parent / "ablations" / "quickstart.yaml")
     t = time.perf_counter()
-    reference = []
+    reference_rows = []
     for cell in cells:
         _, G, data = reference_train(cell.config, cell.seed, cell.config["train"]["generator_iters"], warmup=0)
-        reference.append({"loss": cell.config["loss"]["name"], **final_modes(G, data, cell.seed)})
+        reference_rows.append({"loss": cell.config["loss"]["name"], **final_modes(G, data, cell.seed)})
         with torch.no_grad():
             samples = G(torch.randn(1000, G.net[0].in_features))
         exact_w1(samples, data.reference(1000))  # the harness measures W1 at the end too
     reference_s = time.perf_counter() - t
-    modes = {"reference": pd.DataFrame(reference).groupby("loss")["modes_captured"].mean()}
+    modes = {"reference": pd.DataFrame(reference_rows).groupby("loss")["modes_captured"].mean()}
     rows = [{"case": "quickstart end to end", "variant": "reference, cells in turn", "wall_s": reference_s,
              "ratio": 1.0, "modes_captured": float(modes["reference"].mean())}]
     for precision in ("fp32", "bf16"):

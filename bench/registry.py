@@ -73,6 +73,16 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         return self.entry(name).obj
 
+    def params_of(self, block: dict, key: str) -> Params:
+        """The options of a resolved config block, validated by the params model of the entry it names
+        (``block[key]``): the block's other values."""
+        return self.entry(block[key]).params.model_validate({k: v for k, v in block.items() if k != key})
+
+    def build(self, block: dict, key: str, *args: Any) -> Any:
+        """The component a resolved config block names (``block[key]``), built from the block's other values
+        and ``args``: ``LOSSES.build(config["loss"], "name")``, ``CRITICS.build(config["critic"], "arch", shape)``."""
+        return self.get(block[key])(self.params_of(block, key), *args)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

@@ -1,5 +1,7 @@
 """``python -m bench.regress results/<study> --baseline DIR_OR_PARQUET [--out FILE]``: compare a run with a
-baseline, config by config (see ``reports.regression``), and print a Markdown report fit for a pull request.
+baseline, config by config (see ``reports.regression``: a metric regresses when it is worse beyond the
+tolerance and a permutation test over seeds, Holm-adjusted, says it is not seed noise), and print a Markdown
+report fit for a pull request.
 
 Exit codes: 0 no regression; 1 some metric regressed; 2 bad input.
 """
@@ -14,10 +16,12 @@ from pathlib import Path
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.regress", description=__doc__.splitlines()[0])
     p.add_argument("study", help="the run: a study directory (results/<study>) or its runs.parquet")
-    p.add_argument("--baseline", required=True, help="a study directory, a directory with runs.parquet, or a runs.parquet")
+    p.add_argument("--baseline", required=True,
+                   help="a study directory, a directory with runs.parquet, or a runs.parquet")
     p.add_argument("--out", default=None, help="also write the Markdown report to this file")
     p.add_argument("--rel-tol", type=float, default=0.1, help="relative tolerance on each metric (default 0.1)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the test over seeds (default 0.05)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="family-wise significance level of the tests over seeds, Holm-adjusted (default 0.01)")
     return p
 
 

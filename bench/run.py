@@ -1,7 +1,8 @@
 """``python -m bench.run SPEC.yaml``: train every cell of an ablation spec and store the results.
 
 Exit codes: 0 every cell ran (``diverged`` is a result, not an error); 1 some cell failed or timed out,
-or the run was interrupted; 2 bad input (nothing is written).
+or the run was interrupted or could not store results; 2 bad input (a spec error writes nothing), or a
+machine that cannot run it (missing data set, no CUDA device, unwritable results directory, no Ray cluster).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
                    help="at most this many cells train together as one stacked ensemble: seeds of one config, "
                         "and configs that differ only in a loss of the same structure (minimax and -log D) "
                         "(MLP models, no checkpoints; 1: every cell alone; default: 8)")
-    p.add_argument("--dry-run", action="store_true", help="print the cells and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the cells and an estimate of the run time (from stored runs, or a quick calibration)")
     p.add_argument("--yes", action="store_true", help=f"run matrices of more than {CELL_LIMIT} cells")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -51,7 +53,8 @@ def cells_table(cells: list[Cell], done: set[str]) -> Table:
     for name in ["cell_id", "seed", *axes, "stored"]:
         table.add_column(name)
     for cell, f in zip(cells, flat):
-        table.add_row(cell.cell_id, str(cell.seed), *[str(f.get(a, "-")) for a in axes], "yes" if cell.cell_id in done else "")
+        table.add_row(cell.cell_id, str(cell.seed), *[str(f.get(a, "-")) for a in axes],
+                      "yes" if cell.cell_id in done else "")
     return table
 
 
@@ -61,15 +64,25 @@ def fail(message: str) -> int:
     return 2
 
 
-def unavailable(args: argparse.Namespace, spec, cells: list[Cell]) -> str | None:
-    """Why this machine cannot run the cells (a missing data set, no CUDA device), or None. Passes the
-    spec's ``data_root`` to the workers as ``$BENCH_DATA`` unless that is already set (it wins)."""
-    from bench.configdict import canonical_json
-    from bench.data import DataNotFound, check_available
+def spec_root(spec_file: str, spec) -> Path | None:
+    """The spec's ``data_root``, relative to the spec file; None without one."""
+    return (Path(spec_file).parent / spec.data_root).resolve() if spec.data_root else None
+
+
+def worker_env(spec_file: str, spec) -> dict[str, str]:
+    """What the run's worker processes add to their environment: the spec's ``data_root`` as ``$BENCH_DATA``,
+    unless that is already set (it wins). This process's own environment is never written."""
     from bench.data.images import DATA_ENV
 
-    if spec.data_root and not os.environ.get(DATA_ENV):
-        os.environ[DATA_ENV] = str((Path(args.spec).parent / spec.data_root).resolve())
+    root = spec_root(spec_file, spec)
+    return {DATA_ENV: str(root)} if root and not os.environ.get(DATA_ENV) else {}
+
+
+def unavailable(args: argparse.Namespace, cells: list[Cell]) -> str | None:
+    """Why this machine cannot run the cells (a missing data set, no CUDA device), or None."""
+    from bench.configdict import canonical_json
+    from bench.data import DataNotFound, check_available
+
     if args.device == "cuda":
         import torch
 
@@ -110,13 +123,31 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         return fail(str(e))
 
+    study_dir = Path(args.results_dir) / spec.name
+    from bench.data.images import spec_data_root
+
+    with spec_data_root(spec_root(args.spec, spec)):  # for the checks and calibration in this process
+        if args.dry_run:
+            return _dry_run(args, cells, study_dir, console)
+        return _run(args, spec, cells, study_dir, console)
+
+
+def _dry_run(args, cells, study_dir: Path, console: Console) -> int:
+    """List the cells, and estimate the run time of those not stored yet; writes nothing."""
+    from bench import store
+    from bench.estimate import estimate
+
+    done = store.done_cells(study_dir)
+    console.print(cells_table(cells, done))
+    print(estimate([c for c in cells if c.cell_id not in done], Path(args.results_dir), args.workers, args.device))
+    return 0
+
+
+def _run(args, spec, cells, study_dir: Path, console: Console) -> int:
+    """Check that this machine can run the cells, then run them under the study's lock."""
     from bench import store
 
-    study_dir = Path(args.results_dir) / spec.name
-    if args.dry_run:
-        console.print(cells_table(cells, store.done_cells(study_dir)))
-        return 0
-    problem = unavailable(args, spec, cells)
+    problem = unavailable(args, cells)
     if problem:
         return fail(problem)
 
@@ -146,7 +177,9 @@ def _run_locked(args, spec, cells, study_dir: Path, console: Console) -> int:
     for problem in store.scan(study_dir)[1]:
         print(f"warning: {problem}; that cell will be trained again", file=sys.stderr)
     options = dict(workers=args.workers, cell_timeout=args.cell_timeout, device=args.device,
-                   progress=not args.quiet, retries=args.retries, ensemble=args.ensemble)
+                   progress=not args.quiet, retries=args.retries,
+                   ensemble=1 if spec.wall_clock else args.ensemble,  # wall_clock: each cell's time is its own
+                   env=worker_env(args.spec, spec))
     try:
         if args.executor == "ray":
             report = run_ray(cells, study_dir, address=args.ray_address, **options)
@@ -167,7 +200,12 @@ def _run_locked(args, spec, cells, study_dir: Path, console: Console) -> int:
 
     runs = tables["runs"]
     runs = runs[runs["cell_id"].isin({c.cell_id for c in cells})]
-    print_summary(runs, title=f"{spec.name} ({study_dir})", console=console)
+    print_summary(runs, title=f"{spec.name} ({study_dir})", console=console, compare=spec.compare)
+    from bench.published import published_table
+
+    beside = published_table(runs)  # configs that follow a published protocol: our rows beside the paper's
+    if beside:
+        console.print(beside, markup=False, highlight=False)
     if report.skipped:
         console.print(f"resumed: {len(report.skipped)} cells already stored were skipped")
     if report.interrupted:

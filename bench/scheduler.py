@@ -1,36 +1,32 @@
-"""Executors: run cells, store each result as it arrives, skip what is already stored.
+"""The scheduling loop: run cells, store each result as it arrives, skip what is already stored.
 
-``run_local`` runs cells in worker processes (pebble's process pool: a cell past ``cell_timeout`` has its
-worker killed and replaced); ``run_ray`` runs each cell as a Ray task, on a local Ray instance or a cluster.
-Either way only the driver writes results, one atomic file per cell, so Ctrl-C, SIGTERM or SIGKILL of the
-driver loses nothing that finished. An exception inside a cell becomes a ``failed`` row with its traceback;
-a NaN/inf becomes ``diverged``; a worker that dies (killed, out of memory, node lost) is retried
-``retries`` times - from the cell's last checkpoint - then recorded ``failed``; the rest of the matrix
-goes on. If results can no longer be written (disk full), the run stops: ``RunReport.store_error``.
+``run`` owns the fault policy and drives an ``Executor`` (``bench.executors``): a process pool (``run_local``),
+Ray (``run_ray``), or one process (``SerialExecutor``, for debugging). Only the driver writes results, one
+atomic file per cell, so Ctrl-C, SIGTERM or SIGKILL of the driver loses nothing that finished. An exception
+inside a cell becomes a ``failed`` row with its traceback; a NaN/inf becomes ``diverged``; a cell past its
+timeout becomes ``timeout``; a worker that dies (killed, out of memory, node lost) is retried ``retries``
+times - from the cell's last checkpoint - then recorded ``failed``; the rest of the matrix goes on. If
+results can no longer be written (disk full), the run stops: ``RunReport.store_error``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
-import socket
-import threading
-import time
 import traceback
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, wait
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections import Counter, deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, Protocol
 
-from pebble import ProcessExpired, ProcessPool
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import store
+from bench.ensemble import stack_key
 from bench.spec import Cell
-from bench.train import Hooks, RunResult, stack_key
+from bench.train import Hooks, RunResult
 
 
 @dataclass
@@ -66,33 +62,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
-    import bench.train  # noqa: F401  (imported once per worker, not on a cell's clock)
-
-    torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what Ctrl-C means
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A worker whose driver was killed stops at once, instead of training on unseen and writing
-    checkpoints beside the next run of the study."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)
-
-
 def ensembles(cells: list[Cell], workers: int, max_members: int) -> list[list[Cell]]:
     """Cells grouped to train as stacked ensembles (``bench.train.train_ensemble``): seeds of one config,
-    and configs that differ only in a loss of the same structure (``bench.train.stack_key``).
+    and configs that differ only in a loss of the same structure (``bench.ensemble.stack_key``).
 
     A group holds at most ``max_members`` cells whose generator and critic architectures have a stacked
     form and that take no checkpoints (a checkpoint belongs to one cell, so such cells train alone); its
     cells are in config order, then seed. The largest groups are halved until there are at least
     ``workers`` tasks, so grouping never leaves a worker idle that would otherwise have had a cell."""
-    from bench.models import CRITICS, GENERATORS, stackable
+    from bench.ensemble import stackable
+    from bench.models import CRITICS, GENERATORS
 
     def groupable(cell: Cell) -> bool:
         c = cell.config
@@ -136,7 +115,7 @@ def run_group(cells: list[Cell], device: str, checkpoints: list[Path | None]) ->
     try:
         return train_ensemble([c.config for c in cells], [c.seed for c in cells], device=device)
     except Exception:
-        return [run_cell(cell, device, path) for cell, path in zip(cells, checkpoints)]
+        return [run_cell(cell, device, path) for cell, path in zip(cells, checkpoints, strict=True)]
 
 
 def run_cell(cell: Cell, device: str, checkpoint: Path | None, on_eval=None) -> RunResult:
@@ -144,7 +123,7 @@ def run_cell(cell: Cell, device: str, checkpoint: Path | None, on_eval=None) -> 
     ``on_eval``: see ``bench.train.Hooks`` (bench.tune reports to Optuna's pruner there)."""
     from bench.train import train
 
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     try:
         hooks = Hooks(on_eval=on_eval, checkpoint_path=checkpoint if cell.config["train"]["checkpoint_every"] else None)
         return train(cell.config, cell.seed, hooks, device=device)
@@ -152,12 +131,55 @@ def run_cell(cell: Cell, device: str, checkpoint: Path | None, on_eval=None) -> 
         return RunResult("failed", 0, started, 0.0, 0.0, error=traceback.format_exc())
 
 
+@dataclass
+class Fault:
+    """A group that came back without results. ``kind`` says what ``run`` does with it:
+
+    - ``timeout``: past its timeout (the executor stopped it): an ensemble is split, a cell is ``timeout``;
+    - ``died``: its worker died: an ensemble is split, a cell runs again up to ``retries`` times, then ``failed``;
+    - ``lost``: the engine gave up on it (after retries of its own): an ensemble is split, a cell ``failed``;
+    - ``error``: the executor itself failed on it (e.g. an unpicklable result): every cell ``failed``.
+    """
+
+    kind: Literal["timeout", "died", "lost", "error"]
+    error: str = ""  # what the engine said
+
+
+Outcome = list[RunResult] | Fault  # a group's results (one per cell, in order), or why there are none
+
+
+class Executor(Protocol):
+    """Where groups of cells (``run_group``) train. ``run`` calls ``start`` once, then ``submit`` at most
+    as many groups at once as ``start`` said, ``wait`` while any are out, and ``close`` at the end."""
+
+    label: str  # beside the study's name on the progress bar ("" for none)
+
+    def start(self, n_cells: int) -> int:
+        """Get ready to run ``n_cells`` cells (raise ``ExecutorError`` if it cannot); return how many groups
+        run at once (recorded as ``workers`` in each row)."""
+
+    def submit(self, group: list[Cell], checkpoints: list[Path | None], timeout: float | None) -> Hashable:
+        """Start a group; a handle for ``wait``. Past ``timeout`` seconds (None: none) it is stopped and
+        comes back as ``Fault("timeout")``, where the engine can stop it."""
+
+    def wait(self, handles: list[Hashable]) -> list[tuple[Hashable, Outcome]]:
+        """Block until at least one of ``handles`` is done (or briefly, then []); the done ones."""
+
+    def close(self, cancel: bool) -> None:
+        """Release the engine; ``cancel``: stop what is still running (the run was interrupted). Called even
+        when ``start`` failed."""
+
+
 def _lost(status: str, error: str) -> RunResult:
-    return RunResult(status, 0, datetime.now(timezone.utc).isoformat(timespec="seconds"), 0.0, 0.0, error=error)
+    return RunResult(status, 0, datetime.now(UTC).isoformat(timespec="seconds"), 0.0, 0.0, error=error)
 
 
 class _Terminate(Exception):
     pass
+
+
+def _raise_terminate(signum, frame):
+    raise _Terminate()
 
 
 def _split(cells: list[Cell], study_dir: Path, report: RunReport) -> list[Cell]:
@@ -181,6 +203,96 @@ def _record(study_dir: Path, cell: Cell, result: RunResult, prov: dict, report: 
     report.statuses[cell.cell_id] = result.status
 
 
+def run(
+    executor: Executor,
+    cells: list[Cell],
+    study_dir: Path,
+    *,
+    cell_timeout: float | None = None,
+    progress: bool = True,
+    retries: int = 2,
+    ensemble: int = ENSEMBLE,
+) -> RunReport:
+    """Run every cell of ``cells`` not yet stored under ``study_dir`` on ``executor``; store each as it
+    finishes. Cells train in groups (``ensembles``, up to ``ensemble`` members); a group's timeout is
+    ``cell_timeout`` per member. Ctrl-C or SIGTERM stops the run (``RunReport.interrupted``): run it again to
+    resume. ``ExecutorError`` if the executor cannot start."""
+    study_dir = Path(study_dir)
+    report = RunReport()
+    todo = _split(cells, study_dir, report)
+    if not todo:
+        return report
+    cancel = True
+    try:
+        slots = executor.start(len(todo))
+        previous = signal.signal(signal.SIGTERM, _raise_terminate)
+        try:
+            _Loop(executor, study_dir, report, slots, cell_timeout, retries).run(todo, ensemble, progress)
+            cancel = False
+        except (KeyboardInterrupt, _Terminate):
+            report.interrupted = True
+        except _StoreFailed as err:
+            report.store_error = str(err)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    finally:
+        executor.close(cancel=cancel)
+    return report
+
+
+class _Loop:
+    """One run's queue of groups, the groups out on the executor, and what becomes of each outcome."""
+
+    def __init__(self, executor: Executor, study_dir: Path, report: RunReport, slots: int,
+                 cell_timeout: float | None, retries: int):
+        self.executor, self.study_dir, self.report, self.slots = executor, study_dir, report, slots
+        self.cell_timeout, self.retries = cell_timeout, retries
+        self.prov = {**store.provenance(), "workers": slots}  # how many groups shared the machine(s)
+        self.queue: deque[list[Cell]] = deque()
+        self.deaths: Counter[str] = Counter()
+
+    def run(self, todo: list[Cell], ensemble: int, progress: bool) -> None:
+        self.queue.extend(ensembles(todo, self.slots, ensemble))
+        pending: dict[Hashable, list[Cell]] = {}
+        label = f" ({self.executor.label})" if self.executor.label else ""
+        with _progress(progress) as bar:
+            task = bar.add_task(f"{todo[0].study}{label}", total=len(todo), last="")
+            while self.queue or pending:
+                while self.queue and len(pending) < self.slots:
+                    group = self.queue.popleft()
+                    pending[self._submit(group)] = group
+                for handle, outcome in self.executor.wait(list(pending)):
+                    for cell, result in self._settle(pending.pop(handle), outcome):
+                        _record(self.study_dir, cell, result, self.prov, self.report)
+                        bar.update(task, advance=1, last=f"{cell.cell_id} {result.status}")
+
+    def _submit(self, group: list[Cell]) -> Hashable:
+        self.report.groups.append([c.cell_id for c in group])
+        checkpoints = [store.checkpoint_path(self.study_dir, c.cell_id) for c in group]
+        return self.executor.submit(group, checkpoints, self.cell_timeout * len(group) if self.cell_timeout else None)
+
+    def _settle(self, group: list[Cell], outcome: Outcome) -> list[tuple[Cell, RunResult]]:
+        """The results to store of a group that came back; none where its cells go back in the queue."""
+        if not isinstance(outcome, Fault):
+            return list(zip(group, outcome, strict=True))
+        if outcome.kind == "error":
+            failed = _lost("failed", outcome.error)
+            return [(cell, failed) for cell in group]
+        if len(group) > 1:  # an ensemble: find the cell at fault, each on its own
+            self.queue.extend([cell] for cell in group)
+            return []
+        (cell,) = group
+        if outcome.kind == "timeout":
+            return [(cell, _lost("timeout", f"cell exceeded --cell-timeout {self.cell_timeout} s"))]
+        if outcome.kind == "lost":
+            return [(cell, _lost("failed", outcome.error))]
+        self.deaths[cell.cell_id] += 1
+        if self.deaths[cell.cell_id] <= self.retries:  # resumes from its last checkpoint
+            self.queue.append(group)
+            return []
+        return [(cell, _lost("failed", f"worker process died {self.deaths[cell.cell_id]} times: {outcome.error}"))]
+
+
 def run_local(
     cells: list[Cell],
     study_dir: Path,
@@ -191,103 +303,16 @@ def run_local(
     progress: bool = True,
     retries: int = 2,
     ensemble: int = ENSEMBLE,
+    env: dict[str, str] | None = None,
 ) -> RunReport:
-    """Run every cell of ``cells`` not yet stored under ``study_dir``; store each as it finishes.
+    """``run`` on a process pool (``bench.executors.LocalExecutor``) of ``workers`` processes (default: one
+    per core, at most one per cell). A group that times out or whose worker dies is split and its cells run
+    again one by one, each with its own timeout and retries. ``env``: variables added to each worker's
+    environment (not this process's)."""
+    from bench.executors import LocalExecutor
 
-    Seeds of one config (and configs that differ only in a loss of one structure) train together as
-    ensembles of up to ``ensemble`` members (``ensembles``); a group's timeout is ``cell_timeout`` per
-    member. A group that times out or whose worker dies is split and its cells run again one by one, each
-    with its own timeout and retries."""
-    study_dir = Path(study_dir)
-    report = RunReport()
-    todo = _split(cells, study_dir, report)
-    if not todo:
-        return report
-    device = resolve_device(device)
-    workers = workers or default_workers(len(todo))
-    # torch threads per worker: OMP_NUM_THREADS where set (a shared machine), else the cores split evenly
-    threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, (os.cpu_count() or 1) // workers)
-    prov = store.provenance()
-
-    previous = signal.signal(signal.SIGTERM, _raise_terminate)
-    bar = _progress(progress)
-    pool = ProcessPool(max_workers=workers, initializer=_init_worker, initargs=(threads,),
-                       context=multiprocessing.get_context("spawn"))
-
-    def schedule(group: list[Cell]):
-        report.groups.append([c.cell_id for c in group])
-        paths = [store.checkpoint_path(study_dir, c.cell_id) for c in group]
-        return pool.schedule(run_group, args=(group, device, paths),
-                             timeout=cell_timeout * len(group) if cell_timeout else None)
-
-    deaths = dict.fromkeys((c.cell_id for c in todo), 0)
-    try:
-        with bar:
-            task = bar.add_task(f"{todo[0].study}", total=len(todo), last="")
-            pending = {schedule(g): g for g in ensembles(todo, workers, ensemble)}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    group = pending.pop(future)
-                    try:
-                        results = future.result()
-                    except (FutureTimeout, ProcessExpired) as err:
-                        if len(group) > 1:  # an ensemble: find the cell at fault, each on its own
-                            for cell in group:
-                                pending[schedule([cell])] = [cell]
-                            continue
-                        (cell,) = group
-                        if isinstance(err, FutureTimeout):
-                            results = [_lost("timeout", f"cell exceeded --cell-timeout {cell_timeout} s")]
-                        else:
-                            deaths[cell.cell_id] += 1
-                            if deaths[cell.cell_id] <= retries:  # resumes from its last checkpoint
-                                pending[schedule(group)] = group
-                                continue
-                            results = [_lost("failed", f"worker process died {deaths[cell.cell_id]} times: {err}")]
-                    except Exception:  # pebble-level failures (e.g. unpicklable result)
-                        results = [_lost("failed", traceback.format_exc())] * len(group)
-                    for cell, result in zip(group, results, strict=True):
-                        _record(study_dir, cell, result, prov, report)
-                        bar.update(task, advance=1, last=f"{cell.cell_id} {result.status}")
-        pool.close()
-    except (KeyboardInterrupt, _Terminate):
-        report.interrupted = True
-        pool.stop()
-    except _StoreFailed as err:
-        report.store_error = str(err)
-        pool.stop()
-    finally:
-        pool.join()
-        signal.signal(signal.SIGTERM, previous)
-    return report
-
-
-def _raise_terminate(signum, frame):
-    raise _Terminate()
-
-
-RAY_CPUS_PER_CELL = 1
-
-
-def _ray_group(cells: list[Cell], device: str, checkpoints: list[Path]) -> list[RunResult]:
-    """The body of one Ray task: as many torch threads as the task has CPUs."""
-    import torch
-
-    torch.set_num_threads(RAY_CPUS_PER_CELL)
-    return run_group(cells, device, checkpoints)
-
-
-def _check_reachable(address: str) -> None:
-    """Fail fast on a wrong address (Ray itself keeps retrying an unreachable one for minutes)."""
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
-        return  # "auto" and other forms Ray resolves itself
-    try:
-        socket.create_connection((host, int(port)), timeout=10).close()
-    except OSError as err:
-        reason = err.strerror or err
-        raise ExecutorError(f"--ray-address {address}: no Ray cluster reachable there ({reason})") from None
+    return run(LocalExecutor(workers=workers, device=device, env=env), cells, study_dir,
+               cell_timeout=cell_timeout, progress=progress, retries=retries, ensemble=ensemble)
 
 
 def run_ray(
@@ -301,91 +326,15 @@ def run_ray(
     progress: bool = True,
     retries: int = 2,
     ensemble: int = ENSEMBLE,
+    env: dict[str, str] | None = None,
 ) -> RunReport:
-    """Run every cell not yet stored as a Ray task; the driver (this process) stores each result.
+    """``run`` with each group a Ray task (``bench.executors.RayExecutor``), on a local Ray instance
+    (``address`` None) or a running cluster. Ray itself retries a task whose worker died ``retries`` times;
+    with a shared file system the retry resumes from the cell's checkpoint. ``env``: variables added to
+    each task's environment (Ray's ``runtime_env``), not this process's."""
+    from bench.executors import RayExecutor
 
-    ``address``: a running cluster (``ray start --head`` prints it); None starts a local Ray instance for
-    this run. Each task declares 1 CPU, plus 1 GPU when cells run on ``cuda`` (``device="auto"``: cuda if
-    the cluster has GPUs). At most ``workers`` cells are in flight (default: as many as the cluster's
-    CPUs, or GPUs, hold), so a cell's ``cell_timeout`` counts from about when it starts; a cell past it
-    is cancelled (its worker killed) and stored as ``timeout``. A worker that dies is retried ``retries``
-    times by Ray; with a shared file system the retry resumes from the cell's checkpoint. Seeds of one
-    config form ensembles as in ``run_local``; an ensemble that fails or times out is split into its cells.
-    """
-    import ray
-    import ray.exceptions
-
-    study_dir = Path(study_dir).resolve()  # workers, maybe on other machines, get absolute checkpoint paths
-    report = RunReport()
-    todo = _split(cells, study_dir, report)
-    if not todo:
-        return report
-    if address:
-        _check_reachable(address)
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                     logging_level="WARNING")
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            raise ExecutorError(f"--ray-address {address}: cannot connect to Ray ({err})") from None
-    previous = signal.signal(signal.SIGTERM, _raise_terminate)
-    pending: dict = {}  # ObjectRef -> (cell, deadline)
-    try:
-        resources = ray.cluster_resources()
-        if device == "auto":
-            device = "cuda" if resources.get("GPU", 0) >= 1 else "cpu"
-        gpus = 1 if device == "cuda" else 0
-        slot = "GPU" if gpus else "CPU"
-        if resources.get(slot, 0) < 1:
-            raise ExecutorError(f"--device {device}: the Ray cluster has no {slot} ({resources})")
-        slots = workers or int(resources[slot])
-        remote_group = ray.remote(_ray_group)
-        prov = store.provenance()
-        queue = deque(ensembles(todo, slots, ensemble))
-        with _progress(progress) as bar:
-            task = bar.add_task(f"{todo[0].study} (ray)", total=len(todo), last="")
-            while queue or pending:
-                while queue and len(pending) < slots:
-                    group = queue.popleft()
-                    report.groups.append([c.cell_id for c in group])
-                    ref = remote_group.options(  # named in Ray task listings and process titles
-                        name=f"bench-cell-{'+'.join(c.cell_id for c in group)}", num_cpus=RAY_CPUS_PER_CELL,
-                        num_gpus=gpus, max_retries=retries, retry_exceptions=False,
-                    ).remote(group, device, [store.checkpoint_path(study_dir, c.cell_id) for c in group])
-                    deadline = time.monotonic() + cell_timeout * len(group) if cell_timeout else None
-                    pending[ref] = (group, deadline)
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-                finished = []
-                for ref in ready:
-                    group, _ = pending.pop(ref)
-                    try:
-                        finished += zip(group, ray.get(ref), strict=True)
-                    except ray.exceptions.RayError as err:  # worker died past its retries, node lost, ...
-                        if len(group) > 1:
-                            queue.extend([cell] for cell in group)
-                        else:
-                            finished.append((group[0], _lost("failed", f"{type(err).__name__}: {err}")))
-                now = time.monotonic()
-                for ref, (group, deadline) in list(pending.items()):
-                    if deadline is not None and now > deadline:
-                        ray.cancel(ref, force=True)
-                        del pending[ref]
-                        if len(group) > 1:
-                            queue.extend([cell] for cell in group)
-                        else:
-                            finished.append((group[0], _lost("timeout", f"cell exceeded --cell-timeout {cell_timeout} s")))
-                for cell, result in finished:
-                    _record(study_dir, cell, result, prov, report)
-                    bar.update(task, advance=1, last=f"{cell.cell_id} {result.status}")
-    except (KeyboardInterrupt, _Terminate):
-        report.interrupted = True
-    except _StoreFailed as err:
-        report.store_error = str(err)
-    finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        signal.signal(signal.SIGTERM, previous)
-        if started_here:
-            ray.shutdown()
-    return report
+    executor = RayExecutor(address=address, workers=workers, device=device, retries=retries, env=env)
+    # workers, maybe on other machines, get absolute checkpoint paths
+    return run(executor, cells, Path(study_dir).resolve(), cell_timeout=cell_timeout, progress=progress,
+               retries=retries, ensemble=ensemble)

@@ -1,7 +1,7 @@
 """Search specs: the ``search`` block of a spec, validated, and the configs of its trials.
 
 A search spec is an ablation spec (``bench.spec``) whose ``search`` block says what ``bench.tune`` asks
-Optuna to optimize (DESIGN.md section 2)::
+Optuna to optimize::
 
     search:
       objective: {metric: w1_exact, direction: minimize}   # direction defaults from the metric catalogue
@@ -15,6 +15,10 @@ Optuna to optimize (DESIGN.md section 2)::
       enqueue:                             # trials to run first (e.g. the paper's values), optional
         - {loss.clip_value: 0.01, train.n_critic: 5, optimizer.betas: [0.5, 0.9]}
 
+A ``budget`` block inside ``search`` (``losses``: per loss the blocks it ``set``s on ``base`` and its own
+``space``; ``samplers``, which must include random; ``threshold``) makes one plain search per loss and
+sampler (``arms``), each loss searching as many parameters as the others; ``reports/budget.py`` reads them.
+
 A trial's config is ``base`` with the trial's values set on their dotted paths, then resolved like any
 cell (``bench.spec.resolve_config``). Everything that can be checked before a trial runs is checked at load
 time, each problem a one-line ``SpecError``: the objective is a known column produced by the configs'
@@ -27,14 +31,15 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.configdict import canonical_json, set_dotted, short_hash
 from bench.metrics import DIAGNOSTICS, METRICS, column
-from bench.spec import Spec, SpecError, parse_spec, read_yaml, resolve_config
+from bench.spec import Spec, SpecError, in_base, parse_spec, read_yaml, resolve_config, validated
 
 Scalar = (str, int, float, bool, type(None))
 
@@ -169,6 +174,21 @@ class Pruner(BaseModel):
         return dict(self.model_extra or {})
 
 
+class LossArm(_Strict):
+    """One loss of a budget study: the blocks it sets on ``base`` and the parameters it adds to the space."""
+
+    set: dict[str, Any] = Field(min_length=1, description="dotted path -> value set on base (loss, optimizer)")
+    space: dict[str, Any] = Field(default_factory=dict, description="this loss's own parameters")
+
+
+class Budget(_Strict):
+    """Budget-vs-best: the same search for several losses, one Optuna study per (loss, sampler)."""
+
+    losses: dict[str, LossArm] = Field(min_length=2)
+    samplers: list[Sampler] = Field(default_factory=lambda: [Sampler(name="random")], min_length=1)
+    threshold: float = Field(description="a trial trains when its objective is better than this")
+
+
 class Search(_Strict):
     objective: Objective
     n_trials: int = Field(ge=1, description="trials that complete or are pruned (see bench.tune)")
@@ -176,6 +196,7 @@ class Search(_Strict):
     pruner: Pruner = Field(default_factory=Pruner)
     space: dict[str, Param]
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
+    budget: Budget | None = None
 
     @property
     def direction(self) -> Literal["minimize", "maximize"]:
@@ -186,31 +207,22 @@ class Search(_Strict):
 # ------------------------------------------------------------------------------------------------ parse
 
 
-def _error(err: ValidationError, prefix: str) -> SpecError:
-    e = err.errors()[0]
-    path = ".".join([prefix, *map(str, e["loc"])])
-    return SpecError(path, e["msg"].removeprefix("Value error, "))
-
-
-def _parse_space(raw: Any) -> dict[str, Param]:
-    if not isinstance(raw, dict) or not raw:
-        raise SpecError("search.space", "must be a non-empty mapping of dotted config paths to parameters")
+def _parse_space(raw: Any, at: str, allow_empty: bool = False) -> dict[str, Param]:
+    if not isinstance(raw, dict) or not (raw or allow_empty):
+        raise SpecError(at, "must be a non-empty mapping of dotted config paths to parameters")
     space: dict[str, Param] = {}
     for path, block in raw.items():
-        where = f"search.space.{path}"
+        where = f"{at}.{path}"
         if not isinstance(block, dict):
             raise SpecError(where, f"must be a mapping with a type ({', '.join(PARAM_TYPES)})")
         kind = block.get("type")
         if kind not in PARAM_TYPES:
             raise SpecError(f"{where}.type", f"must be one of {', '.join(PARAM_TYPES)}, got {kind!r}")
-        try:
-            space[path] = PARAM_TYPES[kind].model_validate(block)
-        except ValidationError as err:
-            raise _error(err, where) from None
+        space[path] = validated(PARAM_TYPES[kind], block, where)
     for path in space:
         for other in space:
             if other.startswith(path + "."):
-                raise SpecError(f"search.space.{other}", f"overlaps search.space.{path} (one sets the other)")
+                raise SpecError(f"{at}.{other}", f"overlaps {at}.{path} (one sets the other)")
     return space
 
 
@@ -221,15 +233,16 @@ def parse(spec: Spec) -> Search:
         raise SpecError("search", "required: bench.tune needs a search block (objective, n_trials, space)")
     if not isinstance(raw, dict):
         raise SpecError("search", f"must be a mapping, got {type(raw).__name__}")
-    try:
-        search = Search.model_validate({**raw, "space": {}})
-    except ValidationError as err:
-        raise _error(err, "search") from None
-    search.space = _parse_space(raw.get("space"))
+    search = validated(Search, {**raw, "space": {}}, "search")
+    search.space = _parse_space(raw.get("space"), "search.space")
     _check_objective(search.objective)
+    if search.budget is not None:
+        _check_budget(spec, search, raw)
+        return search
     search.enqueue = [_check_enqueued(i, trial, search.space) for i, trial in enumerate(search.enqueue)]
     if len(search.enqueue) > search.n_trials:
-        raise SpecError("search.enqueue", f"{len(search.enqueue)} trials queued, more than n_trials ({search.n_trials})")
+        raise SpecError("search.enqueue",
+                        f"{len(search.enqueue)} trials queued, more than n_trials ({search.n_trials})")
     if search.sampler.name == "grid":
         for path, param in search.space.items():
             if isinstance(param, FloatParam) and param.step is None:
@@ -237,6 +250,71 @@ def parse(spec: Spec) -> Search:
     for config in probe_configs(spec, search):
         _check_produced(search.objective.metric, config)
     return search
+
+
+def _check_budget(spec: Spec, search: Search, raw: dict) -> None:
+    """A budget study: every trial trained to the end, sampled the same way for every loss, spaces of one
+    size, and every loss's probe configs valid (each problem one ``SpecError`` naming its field)."""
+    budget = search.budget
+    if "sampler" in raw:
+        raise SpecError("search.sampler", "a budget study sets search.budget.samplers instead")
+    if search.pruner.name != "none":
+        raise SpecError("search.pruner", "a budget study trains every trial: use {name: none}")
+    if search.enqueue:
+        raise SpecError("search.enqueue", "a budget study samples every trial (no queue)")
+    names = [s.name for s in budget.samplers]
+    if "random" not in names:
+        raise SpecError("search.budget.samplers", "must include random (the estimate needs i.i.d. trials)")
+    if len(set(names)) != len(names) or "grid" in names:
+        raise SpecError("search.budget.samplers", f"distinct, not grid, got {names}")
+    sizes = {}
+    for loss, arm in budget.losses.items():
+        at = f"search.budget.losses.{loss}.space"
+        own = _parse_space(arm.space, at, allow_empty=True)
+        for path in own:
+            if any(path == p or path.startswith(p + ".") or p.startswith(path + ".") for p in search.space):
+                raise SpecError(f"{at}.{path}", "overlaps search.space")
+        arm.space = own
+        sizes[loss] = len(search.space) + len(own)
+    if len(set(sizes.values())) > 1:
+        raise SpecError("search.budget.losses", f"spaces differ in size: {sizes}")
+    for arm in arms(spec, search):
+        try:
+            for config in probe_configs(arm.spec, arm.search):
+                _check_produced(search.objective.metric, config)
+        except SpecError as err:
+            raise SpecError(f"search.budget.losses.{arm.loss}", f"{err.path}: {err.reason}") from None
+
+
+@dataclass
+class Arm:
+    """One study of a budget study: a loss searched by one sampler, as a plain search."""
+
+    loss: str
+    sampler: str
+    spec: Spec
+    search: Search
+
+    def study_name(self, prefix: str) -> str:
+        return f"{prefix}.{self.loss}.{self.sampler}"
+
+
+def arms(spec: Spec, search: Search) -> list[Arm]:
+    """The plain searches of a budget study, loss by loss, each sampler in turn: ``base`` with the loss's
+    ``set`` blocks, the shared space plus the loss's own, no budget block."""
+    out = []
+    for loss, arm in search.budget.losses.items():
+        base = copy.deepcopy(spec.base)
+        for path, value in arm.set.items():
+            set_dotted(base, path, copy.deepcopy(value))
+        arm_spec = spec.model_copy(update={"base": base})
+        for sampler in search.budget.samplers:
+            if sampler.seed is not None:  # each loss draws its own random stream, independent of the others
+                sampler = sampler.model_copy(update={"seed": int(short_hash([sampler.seed, loss]), 16) % 2**31})
+            arm_search = search.model_copy(update={"space": {**search.space, **arm.space}, "sampler": sampler,
+                                                   "budget": None})
+            out.append(Arm(loss, sampler.name, arm_spec, arm_search))
+    return out
 
 
 def _check_objective(objective: Objective) -> None:
@@ -318,7 +396,7 @@ def probe_configs(spec: Spec, search: Search) -> list[dict]:
             culprit = next((p for p in search.space if err.path == p or err.path.startswith(p + ".")
                             or p.startswith(err.path + ".")), varied)
             if culprit is None:  # the base itself is invalid
-                raise
+                raise in_base(err) from None
             beside = f" with {varied}={values[varied]!r}" if varied and culprit != varied else ""
             raise SpecError(f"search.space.{culprit}",
                             f"{values[culprit]!r} gives an invalid config{beside}: {err}") from None
@@ -338,7 +416,7 @@ def fingerprint(spec: Spec, search: Search) -> str:
     """What makes a study: base, seeds and the search (its trial budget aside). A study continued with a
     different fingerprint would mix trials of different problems."""
     return short_hash({"base": spec.base, "seeds": spec.seeds,
-                       "search": search.model_dump(mode="json", exclude={"n_trials"})})
+                       "search": search.model_dump(mode="json", exclude={"n_trials", "budget"})})
 
 
 def load(path: str | Path) -> tuple[Spec, Search]:

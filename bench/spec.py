@@ -18,13 +18,14 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.configdict import MISSING, canonical_json, get_dotted, set_dotted, short_hash
 from bench.data import DATASETS
+from bench.data.images import CLASSIFIER_SPLIT
 from bench.losses import LOSSES
 from bench.metrics import METRICS
 from bench.models import CRITICS, GENERATORS
@@ -54,6 +55,8 @@ class TrainConfig(Params):
     n_critic: int = Field(5, ge=1, description="critic steps per generator step")
     generator_iters: int = Field(1000, ge=1, description="generator steps (the papers' 'generator iterations')")
     precision: Literal["fp32", "bf16"] = "fp32"
+    threads: int = Field(1, ge=1, description="CPU threads of the cell's tensor ops: a kernel may round differently on "
+                         "another count, so it is part of the cell, never taken from the machine or --workers")
     checkpoint_every: int = Field(0, ge=0, description="generator steps between checkpoints; 0: none")
     critic_warmup: bool = Field(
         False, description="WGAN reference code: 100 critic steps while g < 25 or g % 500 == 0 (not in the paper)"
@@ -69,7 +72,8 @@ class EvalConfig(Params):
     snapshot_samples: int = Field(64, ge=0, description="generated samples kept at each evaluation (sample grids)")
     feature_space: Literal["auto", "inception-v3-compat", "lenet-mnist", "lenet-stacked-mnist"] = Field(
         "auto", description="image metrics' feature space; auto: Inception if its weights are on this machine, "
-        "else the data set's classifier (recorded per row as feature_space)"
+        "else the data set's classifier (recorded per row as feature_space, with the classifier's training split); "
+        "a classifier space only for data sets that never serve its training images"
     )
 
 
@@ -88,10 +92,31 @@ SECTIONS = ["preset", *COMPONENTS, *FIXED]
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _first_error(err: ValidationError, prefix: str) -> SpecError:
-    e = err.errors()[0]
-    path = ".".join([prefix, *map(str, e["loc"])]) if prefix else ".".join(map(str, e["loc"]))
-    return SpecError(path, e["msg"])
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: Any, path: str = "") -> M:
+    """``model.model_validate(data)``, its first problem a ``SpecError`` at ``path`` + the problem's location;
+    an unknown key lists the allowed ones (every spec and search model forbids extra keys)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(part for part in (path, *map(str, e["loc"])) if part)
+        allowed = _fields_at(model, e["loc"][:-1]) if e["type"] == "extra_forbidden" else None
+        if allowed is not None:
+            raise SpecError(where, f"unknown key (allowed: {', '.join(allowed)})") from None
+        raise SpecError(where, e["msg"].removeprefix("Value error, ")) from None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """The field names of the model nested at ``loc`` in ``model``; None where that is not one model."""
+    for key in loc:
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return list(model.model_fields)
 
 
 # ------------------------------------------------------------------------------------------- resolution
@@ -113,10 +138,7 @@ def _validate(model: type[Params], section: str, given: dict, defaults: dict, la
             raise SpecError(f"{section}.{key}", f"not an option of {label} (options: {', '.join(fields) or 'none'})")
     prefix = section + "."
     filled = {k[len(prefix) :]: v for k, v in defaults.items() if k.startswith(prefix) and k[len(prefix) :] in fields}
-    try:
-        return model.model_validate({**filled, **given}).model_dump(mode="json")
-    except ValidationError as err:
-        raise _first_error(err, section) from None
+    return validated(model, {**filled, **given}, section).model_dump(mode="json")
 
 
 def resolve_config(raw: Any) -> dict:
@@ -151,7 +173,43 @@ def resolve_config(raw: Any) -> dict:
         config[section] = _validate(model, section, blocks[section], defaults, section)
 
     _check_metrics(config, entries["dataset"])
+    _check_penalty_normalization(config)
+    _check_packing(config)
+    _check_feature_space(config, entries["dataset"])
     return config
+
+
+def _batchnorm_path(critic: dict) -> str | None:
+    """The dotted path that gives ``critic`` batch norm, or None when it has none."""
+    if critic.get("norm") == "batch":
+        return "critic.norm"
+    if critic.get("norm") is None and critic.get("batchnorm"):
+        return "critic.batchnorm"
+    return None
+
+
+def _check_penalty_normalization(config: dict) -> None:
+    """WGAN-GP section 4: the gradient penalty constrains each sample's gradient, which batch norm (a sample's
+    score depends on its batch) invalidates; the paper uses layer norm. Rejected unless the spec opts in."""
+    loss, path = config["loss"], _batchnorm_path(config["critic"])
+    if path and loss.get("gp_lambda") and not loss.get("allow_batchnorm_critic"):
+        fix = "norm: layer" if "norm" in config["critic"] else "batchnorm: false"
+        raise SpecError(path, f"a gradient penalty with a batch-norm critic is invalid (WGAN-GP section 4): use "
+                        f"critic {fix}, drop the cell with exclude:, or opt in with loss.allow_batchnorm_critic: true")
+
+
+def _check_packing(config: dict) -> None:
+    """A packed critic (PacGAN) scores groups of ``pack`` samples: evaluation must hand it whole groups, and
+    neither a per-sample gradient penalty nor a per-point value surface is defined for it."""
+    pack = config["critic"].get("pack", 1)
+    if pack == 1:
+        return
+    if config["loss"].get("gp_lambda"):
+        raise SpecError("critic.pack", "a gradient penalty is per sample; a packed critic scores groups of samples")
+    if config["eval"]["n_samples"] % pack:
+        raise SpecError("eval.n_samples", f"must be a multiple of critic.pack ({pack})")
+    if "critic_surface" in config["eval"]["metrics"]:
+        raise SpecError("critic.pack", "a packed critic has no value per point: drop critic_surface from eval.metrics")
 
 
 def _lookup(registry: Registry, name: Any, path: str):
@@ -178,6 +236,21 @@ def _check_metrics(config: dict, dataset_entry) -> None:
             )
 
 
+def _check_feature_space(config: dict, dataset_entry) -> None:
+    """A feature space must never have seen the images it measures: the classifier spaces are only for the
+    data sets that declare one (``classifier_space``), which never serve the classifier's training images
+    (``bench.data.images``); any other data set could hold them."""
+    space = config["eval"]["feature_space"]
+    if space in ("auto", "inception-v3-compat") or dataset_entry.meta.get("classifier_space"):
+        return
+    disjoint = ", ".join(e.name for e in DATASETS if e.meta.get("classifier_space"))
+    raise SpecError(
+        "eval.feature_space",
+        f"{space} was trained on MNIST test images ({CLASSIFIER_SPLIT}); only data sets that never serve them "
+        f"may use it ({disjoint}), not {dataset_entry.name!r}: use inception-v3-compat or auto",
+    )
+
+
 # -------------------------------------------------------------------------------------------- spec, cells
 
 _STUDY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -195,12 +268,21 @@ class Spec(BaseModel):
         None, description="directory of the image data sets, relative to the spec file; $BENCH_DATA overrides it. "
         "A machine setting: not part of any cell's config or cell_id"
     )
+    wall_clock: bool = Field(
+        False, description="the study compares training time (WGAN-GP Fig. 3): every cell trains alone, never "
+        "stacked, so its train_s is its own, measured as every other cell's"
+    )
     base: dict[str, Any]
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     matrix: dict[str, list[Any]] | None = None
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     include: list[dict[str, Any]] = Field(default_factory=list)
     search: dict[str, Any] | None = Field(None, description="Optuna search of bench.tune (validated by bench.search)")
+    compare: list[dict[str, Any]] | None = Field(
+        None, min_length=2, max_length=2, description="the question the study answers: two config selections "
+        "(dotted path -> value), each matching at least one config; the summary prints first minus second on every "
+        "quality metric with a 95% interval over seeds"
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -254,18 +336,34 @@ def _describe(overrides: dict) -> str:
 
 
 def _build(base: dict, overrides: dict) -> dict:
+    """The resolved config of ``base`` with a cell's ``overrides``. An error the base has by itself names
+    ``base.<path>``; one that only this cell has names the cell."""
     raw = copy.deepcopy(base)
     for path, value in overrides.items():
         try:
             set_dotted(raw, path, value)
         except TypeError as err:
-            raise SpecError(str(err), f"is not a mapping, so {path!r} cannot be set (cell: {_describe(overrides)})") from None
+            raise SpecError(str(err),
+                            f"is not a mapping, so {path!r} cannot be set (cell: {_describe(overrides)})") from None
     try:
         return resolve_config(raw)
     except SpecError as err:
-        if not overrides:
-            raise
+        if not overrides or _same_error(base, err):
+            raise in_base(err) from None
         raise SpecError(err.path, f"{err.reason} (cell: {_describe(overrides)})") from None
+
+
+def in_base(err: SpecError) -> SpecError:
+    """An error of ``resolve_config`` on the spec's ``base``, named as written there: ``base.<path>``."""
+    return SpecError(f"base.{err.path}", err.reason, err.file)
+
+
+def _same_error(base: dict, err: SpecError) -> bool:
+    try:
+        resolve_config(base)
+    except SpecError as own:
+        return (own.path, own.reason) == (err.path, err.reason)
+    return False
 
 
 def _matches(config: dict, rule: dict) -> bool:
@@ -287,6 +385,9 @@ def expand(spec: Spec) -> list[Cell]:
     built += [(o, _build(spec.base, o)) for o in spec.include]
     if not built:
         raise SpecError("exclude", "excludes every cell of the matrix")
+    for i, rule in enumerate(spec.compare or []):
+        if not any(_matches(c, rule) for _, c in built):
+            raise SpecError(f"compare[{i}]", f"selects no config of the study ({_describe(rule)})")
     cells, seen = [], set()
     for overrides, config in built:
         key = canonical_json(config)
@@ -300,10 +401,7 @@ def expand(spec: Spec) -> list[Cell]:
 def parse_spec(data: Any) -> Spec:
     if not isinstance(data, dict):
         raise SpecError("", f"a spec must be a YAML mapping, got {type(data).__name__}")
-    try:
-        return Spec.model_validate(data)
-    except ValidationError as err:
-        raise _first_error(err, "") from None
+    return validated(Spec, data)
 
 
 MAX_YAML_NODES = 100_000  # values in a spec after expanding aliases: a YAML alias bomb stops here

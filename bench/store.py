@@ -1,6 +1,6 @@
 """Results on disk: one parquet file per cell, written atomically, merged on demand.
 
-Layout of ``results/<study>/`` (DESIGN.md section 5)::
+Layout of ``results/<study>/`` (docs/design.md, section 5)::
 
     cells/<cell_id>.parquet    one row of the runs table + that cell's curves (a nested column)
     samples/<cell_id>.npz      final generated samples ("samples") and per-evaluation snapshots
@@ -12,7 +12,8 @@ Layout of ``results/<study>/`` (DESIGN.md section 5)::
     .lock, .lock.owner         held by the one process running the study (``study_lock``)
 
 A cell file appears only complete (temp file + fsync + rename), so a killed run never leaves a half-written
-result, and a cell with a readable file is done: resume skips it. Cell files carry parquet page checksums,
+result, and a cell with a readable file is done: resume skips it. Cell files carry parquet page checksums
+(the data pages) and a digest of the names and values they were written with (the footer too),
 so damage is detected on reading (``scan``) and that cell counts as not done. ``load(path)`` returns
 ``{"runs", "curves"}``.
 """
@@ -20,6 +21,7 @@ so damage is detected on reading (``scan``) and that cell counts as not done. ``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -40,7 +42,8 @@ from bench import grids
 from bench.configdict import canonical_json, flatten
 
 CURVE_TYPE = pa.list_(
-    pa.struct([("generator_iter", pa.int64()), ("train_s", pa.float64()), ("metric", pa.string()), ("value", pa.float64())])
+    pa.struct([("generator_iter", pa.int64()), ("train_s", pa.float64()), ("metric", pa.string()),
+               ("value", pa.float64())])
 )
 CURVE_COLUMNS = ["study", "cell_id", "generator_iter", "train_s", "metric", "value"]
 
@@ -102,7 +105,7 @@ def checkpoint_path(study_dir: Path, cell_id: str) -> Path:
 
 
 def runs_row(cell, result, prov: dict[str, str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The runs-table row of a finished cell (DESIGN.md section 5)."""
+    """The runs-table row of a finished cell (docs/design.md, section 5)."""
     config_columns = {
         k: json.dumps(v) if isinstance(v, (list, tuple)) else v for k, v in flatten(cell.config).items()
     }
@@ -149,17 +152,31 @@ def write_cell(study_dir: Path, cell, result, prov: dict[str, str], extra: dict[
     table = pa.Table.from_pylist([row])
     curves = [{"generator_iter": i, "train_s": t, "metric": k, "value": v} for i, t, k, v in result.curves]
     table = table.append_column("curves", pa.array([curves], type=CURVE_TYPE))
+    table = table.replace_schema_metadata({CONTENT_DIGEST: _content_digest(table)})
     path = cell_path(study_dir, cell.cell_id)
     _atomic_write(path, lambda f: pq.write_table(table, f, write_page_checksum=True))
     return path
 
 
+CONTENT_DIGEST = b"ganbench.content_sha256"
+
+
+def _content_digest(table: pa.Table) -> bytes:
+    """sha256 of a table's column names and values (as Python objects): what a cell file must read back as.
+    Parquet's page checksums cover the data pages only, not the footer that names the columns."""
+    return hashlib.sha256(repr((table.column_names, table.to_pylist())).encode()).hexdigest().encode()
+
+
 def _checked_table(path: Path) -> pa.Table:
-    """A cell file read in full with its page checksums verified; ``CorruptCell`` if anything is off."""
+    """A cell file read in full with its page checksums and content digest verified; ``CorruptCell`` if
+    anything is off."""
     try:
         table = pq.read_table(path, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as err:
         raise CorruptCell(f"{path}: unreadable cell file ({' '.join(str(err).split())})") from None
+    written = (table.schema.metadata or {}).get(CONTENT_DIGEST)
+    if written is None or written != _content_digest(table):
+        raise CorruptCell(f"{path}: content does not match the digest it was written with")
     if table.num_rows != 1 or "curves" not in table.column_names or "cell_id" not in table.column_names:
         raise CorruptCell(f"{path}: not a cell file (rows={table.num_rows})")
     if table.column("cell_id")[0].as_py() != Path(path).stem:
@@ -214,7 +231,8 @@ def load(path: str | Path) -> dict[str, pd.DataFrame]:
         curves_file = path.with_name("curves.parquet")
         return {
             "runs": pd.read_parquet(path),
-            "curves": pd.read_parquet(curves_file) if curves_file.exists() and curves_file != path else pd.DataFrame(columns=CURVE_COLUMNS),
+            "curves": (pd.read_parquet(curves_file) if curves_file.exists() and curves_file != path
+                       else pd.DataFrame(columns=CURVE_COLUMNS)),
         }
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such study directory or parquet file")
@@ -226,7 +244,8 @@ def load(path: str | Path) -> dict[str, pd.DataFrame]:
             continue
         runs.append(row)
         curves.append(points)
-    return {"runs": _concat(runs, ["study", "cell_id", "config_id", "seed", "status"]), "curves": _concat(curves, CURVE_COLUMNS)}
+    return {"runs": _concat(runs, ["study", "cell_id", "config_id", "seed", "status"]),
+            "curves": _concat(curves, CURVE_COLUMNS)}
 
 
 def write_merged(study_dir: Path) -> dict[str, pd.DataFrame]:

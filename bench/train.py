@@ -3,42 +3,42 @@
 One loop serves every loss in ``bench.losses``: ``n_critic`` critic steps on real and generated batches
 (with weight clipping or a gradient penalty when the loss asks for them), then one generator step. Every
 ``eval.every`` generator steps the cell is measured (``bench.metrics``) and the values become curve points.
+Read ``_train_loop`` and ``Run.critic_step`` / ``generator_step`` / ``evaluate``: that is the algorithm; set-up
+follows them, checkpoints are ``bench.checkpoint``'s, records ``bench.record``'s.
 
 ``train`` knows nothing of schedulers or stores: it takes a resolved config and a seed and returns a
 ``RunResult``. Each random stream (data, noise, penalty, evaluation) is its own seeded generator, so the same
 config and seed give the same curves on CPU, and a checkpoint restores the run exactly where it was.
 
-The loop runs on stacks (``bench.models.stack``): ``train`` is a stack of one; ``train_ensemble`` trains
-several seeds of one config (or of configs that differ only in a loss of the same structure, such as
-minimax and -log D) at once, each member with its own streams and loss, so each gets the curves it would
-get alone (up to float rounding) for a fraction of the per-step overhead.
+A ``Run`` is a stack of cells (``bench.ensemble``): ``train`` trains a stack of one; ``train_ensemble``
+several seeds of one config (or configs that differ only in a loss of the same structure, such as minimax
+and -log D) at once, each member with its own streams and loss, so each gets the curves it would get alone,
+bit for bit, for a fraction of the per-step overhead. A cell computes with its own ``train.threads``,
+whatever the process had.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Literal
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bench import seeding
+from bench import checkpoint, seeding
 from bench.data import DATASETS
-from bench.losses import LOSSES, GANLoss, clip_weights_, gradient_penalty, stack_losses
+from bench.ensemble import FlatParameters, Single, member_losses, scores_each_sample_alone, stack, stack_losses
+from bench.losses import clip_weights_, gradient_penalty
 from bench.metrics import METRICS, EvalContext
-from bench.models import CRITICS, GENERATORS, scores_each_sample_alone, stack, weight_layers
-from bench.optim import FlatParameters, build_optimizer
-
-Status = Literal["ok", "diverged", "failed", "timeout", "pruned"]
-CurvePoint = tuple[int, float, str, float]  # (generator_iter, train_s, metric, value)
+from bench.metrics.critic import gradient_norms
+from bench.models import CRITICS, GENERATORS
+from bench.optim import build_optimizer
+from bench.record import Record, RunResult, Status
 
 
 @dataclass
@@ -54,29 +54,57 @@ class Hooks:
     checkpoint_path: Path | None = None
 
 
-@dataclass
-class RunResult:
-    status: Status
-    generator_iters: int  # generator steps completed
-    started_at: str
-    wall_s: float  # everything, evaluation included
-    train_s: float  # training steps only (the wall-clock axis of WGAN-GP Fig. 3)
-    curves: list[CurvePoint] = field(default_factory=list)
-    final: dict[str, float] = field(default_factory=dict)  # values of the last evaluation
-    samples: np.ndarray | None = None  # eval.n_samples generated samples at the end
-    snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # generator_iter -> first samples
-    labels: dict[str, str] = field(default_factory=dict)  # text a metric reports, e.g. feature_space
-    artifacts: dict[str, np.ndarray] = field(default_factory=dict)  # "<name>@<generator_iter>" -> array
-    error: str | None = None
-    diverged_at: int | None = None
-    resumed_from: int | None = None  # generator step of the checkpoint this run resumed from
-    ensemble_size: int = 1  # cells trained together with this one (``train_ensemble``), itself included
+def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cpu") -> RunResult:
+    """Train one cell; see the module docstring."""
+    hooks = hooks or Hooks()
+    with _threads(config["train"]["threads"]):
+        return _train_loop(Run([config], [seed], device, hooks.checkpoint_path), hooks)[0]
 
 
-def build_component(registry, block: dict, key: str, *args):
-    entry = registry.entry(block[key])
-    params = entry.params.model_validate({k: v for k, v in block.items() if k != key})
-    return entry.obj(params, *args)
+def train_ensemble(config: dict | list[dict], seeds: list[int], device: str = "cpu") -> list[RunResult]:
+    """Train the cells ``(config, seed) for seed in seeds`` together, as one stacked ensemble
+    (``bench.ensemble``): batched matmuls, per-member batch-norm statistics, random streams, losses and
+    divergence; one optimizer over the stacked parameters, whose elementwise updates (Adam, RMSProp, SGD,
+    weight clipping) are each member's own. ``config`` may be one config per seed, differing in the loss
+    only, with losses of one ``GANLoss.structure`` (``bench.ensemble.stack_losses``). Each result equals
+    ``train(config, seed)`` bit for bit; ``wall_s`` and ``train_s`` are the ensemble's."""
+    configs = [config] * len(seeds) if isinstance(config, dict) else list(config)
+    if len(configs) != len(seeds):
+        raise ValueError(f"train_ensemble: {len(configs)} configs for {len(seeds)} seeds")
+    with _threads(configs[0]["train"]["threads"]):
+        return _train_loop(Run(configs, list(seeds), device), Hooks())
+
+
+def _train_loop(run: Run, hooks: Hooks) -> list[RunResult]:
+    """Algorithm 1, lines 1-2: generator steps, each after n_critic critic steps; every ``eval.every`` steps
+    an evaluation (and every ``train.checkpoint_every`` a checkpoint), off the training clock."""
+    tr, ev = run.config["train"], run.config["eval"]
+    checkpoint_every = tr["checkpoint_every"] if hooks.checkpoint_path is not None else 0
+    run.start_clock()
+    while run.step < tr["generator_iters"]:  # line 1
+        for _ in range(critic_steps(run.config, run.step)):  # line 2
+            run.critic_step()
+        if not run.fixed_generator:  # generator.fixed (WGAN-GP Fig. 1a) trains the critic only
+            run.generator_step()
+        run.step += 1
+        run.watch_divergence()
+
+        last = run.step == tr["generator_iters"]
+        evaluating = run.step % ev["every"] == 0 or last
+        checkpointing = bool(checkpoint_every) and (run.step % checkpoint_every == 0 or last)
+        if not (evaluating or checkpointing):
+            continue
+        run.stop_clock()
+        if not run.end_diverged_members():
+            break
+        if evaluating:
+            run.evaluate()
+        if checkpointing:
+            checkpoint.save(hooks.checkpoint_path, run)
+        if evaluating and hooks.on_eval is not None and hooks.on_eval(run.step, run.members[0].record.final):
+            return run.results("pruned")
+        run.start_clock()
+    return run.results("ok")
 
 
 def critic_steps(cfg: dict, step: int) -> int:
@@ -86,27 +114,186 @@ def critic_steps(cfg: dict, step: int) -> int:
     return cfg["train"]["n_critic"]
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+class Run:
+    """A stack of cells in training: its networks and optimizers (one stack each), its members' data sets,
+    random streams and records, and its clock. Tensors carry a leading member dimension, (k, m, ...), and
+    losses one value per member: the gradient of their sum is each member's own."""
 
+    def critic_step(self) -> None:
+        """WGAN Alg. 1 lines 3-7 / WGAN-GP Alg. 1 lines 3-9: sample m real x and m z; descend the critic loss
+        (WGAN line 5, negated; WGAN-GP line 7, with lambda times the gradient penalty on x_hat = eps x +
+        (1 - eps) G(z)); then clip w to [-c, c] (WGAN line 7; ``clip_when: before`` clips first)."""
+        loss = self.loss
+        real = self.real_batch()  # x ~ P_r
+        with torch.no_grad(), self.autocast:
+            fake = self.generate(real, self.noise()).float()  # G(z), z ~ p(z)
+        if loss.clip_value is not None and loss.clip_when == "before":
+            clip_weights_([self.critic_params.flat], loss.clip_value)
+        with self.autocast:
+            critic_loss = loss.critic(*self.score_real_and_fake(real, fake))  # from D(x) and D(G(z))
+            if loss.gp_lambda:
+                penalty = gradient_penalty(self.critic, real, fake, self.penalty_eps(), batch_dims=2)
+                critic_loss = critic_loss + loss.gp_lambda * penalty
+        self.critic_loss = _descend(critic_loss, self.critic_params, self.critic_opt)  # WGAN l. 6, WGAN-GP l. 9
+        if loss.clip_value is not None and loss.clip_when == "after":
+            clip_weights_([self.critic_params.flat], loss.clip_value)  # WGAN line 7
 
-def gradient_norms(critic: nn.Module, loss: GANLoss, real: Tensor, fake: Tensor) -> dict[str, float]:
-    """Diagnostics of WGAN-GP section 3 / Fig. 1b: the norm of the critic's gradient w.r.t. its input
-    (mean over real and generated samples) and of the critic loss's gradient w.r.t. each layer's weights."""
-    x = torch.cat([real, fake]).requires_grad_(True)
-    (grad_x,) = torch.autograd.grad(critic(x).sum(), x)
-    out = {"critic_input_grad_norm": float(grad_x.flatten(1).norm(dim=1).mean())}
-    layers = weight_layers(critic)
-    grads = torch.autograd.grad(loss.critic(critic(real), critic(fake)), [m.weight for _, m in layers])
-    out.update({f"critic_grad_norm.layer_{i:02d}": float(g.norm()) for i, g in enumerate(grads)})
-    return out
+    def generator_step(self) -> None:
+        """WGAN Alg. 1 lines 9-11 / WGAN-GP Alg. 1 lines 11-12: sample m z; descend the generator loss
+        (-1/m sum D(G(z)) for the Wasserstein losses) against the critic, held fixed."""
+        self.critic.requires_grad_(False)  # only the generator's parameters get gradients
+        with self.autocast:
+            generator_loss = self.loss.generator(self.critic(self.generator(self.noise())))
+        self.generator_loss = _descend(generator_loss, self.generator_params, self.generator_opt)  # theta update
+        self.critic.requires_grad_(True)
+
+    def evaluate(self) -> None:
+        """Measure each training member on its own plain networks (``stack.members``) and record the values:
+        the last losses, the gradient norms of WGAN-GP Fig. 1b and the config's metrics (``bench.metrics``)."""
+        self.generator.sync_members()
+        self.critic.sync_members()
+        for i in self.live:
+            member, critic, loss = self.members[i], self.critic.members[i], self.member_losses[i]
+            samples = self.generated_samples(i)
+            values = {"critic_loss": float(self.critic_loss[i].detach())}
+            if not self.fixed_generator:
+                values["generator_loss"] = float(self.generator_loss[i].detach())
+            real, fake = member.eval_real[: self.m].to(self.device), samples[: self.m].to(self.device)
+            values.update(gradient_norms(critic, loss, real, fake))
+            ctx = EvalContext(samples, member.eval_real, member.dataset, critic, loss, self.configs[i], self.device)
+            measured = [METRICS.get(name)(ctx) for name in self.config["eval"]["metrics"]]
+            member.record.add(self.step, self.train_s, values, measured, samples,
+                              self.config["eval"]["snapshot_samples"])
+
+    # Set-up, and the parts of the steps.
+
+    def __init__(self, configs: list[dict], seeds: list[int], device: str, checkpoint_path: Path | None = None):
+        self.config, self.configs, self.device = configs[0], configs, torch.device(device)  # config: all but the loss
+        self.member_losses = member_losses(configs)
+        self.loss = stack_losses(self.member_losses)
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.t_start = time.perf_counter()
+        g_cfg, tr = self.config["generator"], self.config["train"]
+        self.latent_dim, self.fixed_generator = g_cfg["latent_dim"], g_cfg["fixed"]
+        # m: samples per batch; with a packed critic (PacGAN, critic.pack), batch_size packs of pack samples each.
+        self.m = tr["batch_size"] * self.config["critic"].get("pack", 1)
+        built = [_member(self.config, seed, self.device) for seed in seeds]
+        self.members = [member for member, _, _ in built]
+        self.step, self.train_s, self.resumed_from = 0, 0.0, None
+        ckpt = checkpoint.load(checkpoint_path, self.device)
+        if ckpt is not None:
+            checkpoint.restore_member(ckpt, *built[0])
+            self.step, self.train_s, self.resumed_from = ckpt["step"], ckpt["train_s"], ckpt["step"]
+
+        k = len(seeds)
+        self.generator = stack([generator for _, generator, _ in built])  # inputs and outputs: (k, batch, ...)
+        self.critic = stack([critic for _, _, critic in built])
+        # All weights of each stack in one buffer, one tensor per member for the optimizer: an optimizer step
+        # (or clipping) is a few ops, and each member's update the one it would get alone. Single wraps one
+        # network, whose parameters have no member dimension.
+        self.generator_params = FlatParameters(self.generator, 1 if isinstance(self.generator, Single) else k)
+        self.critic_params = FlatParameters(self.critic, 1 if isinstance(self.critic, Single) else k)
+        self.generator_opt = build_optimizer(self.config["optimizer"], self.generator_params.members, "generator")
+        self.critic_opt = build_optimizer(self.config["optimizer"], self.critic_params.members, "critic")
+        if ckpt is not None:
+            self.generator_opt.load_state_dict(ckpt["generator_opt"])
+            self.critic_opt.load_state_dict(ckpt["critic_opt"])
+        self.eps_shape = (self.m,) + (1,) * len(self.members[0].dataset.shape)
+        # Asked of the plain members: a stacked batch norm is a class of its own.
+        self.one_call = all(map(scores_each_sample_alone, self.critic.members))
+        self.autocast = _autocast(self.device, tr["precision"])
+        self.critic_loss = self.generator_loss = torch.full((k,), math.nan)  # the last step's
+        self.live = list(range(k))  # members still training (a diverged one ends; the others go on)
+        self.first_nonfinite = torch.full((k,), -1, device=self.device)  # generator step of each one's first NaN/inf
+
+    def real_batch(self) -> Tensor:
+        return torch.stack([member.dataset.sample(self.m) for member in self.members]).to(self.device)
+
+    def noise(self) -> Tensor:
+        """z ~ p(z) = N(0, I): m per member, from its ``noise`` stream."""
+        return torch.stack([torch.randn(self.m, self.latent_dim, generator=member.noise_rng, device=self.device)
+                            for member in self.members])
+
+    def penalty_eps(self) -> Tensor:
+        """eps ~ U[0, 1] per sample (WGAN-GP Alg. 1 line 4), from each member's ``penalty`` stream."""
+        return torch.stack([torch.rand(self.eps_shape, generator=member.penalty_rng, device=self.device)
+                            for member in self.members])
+
+    def generate(self, real: Tensor, z: Tensor) -> Tensor:
+        """G(z); or, with ``generator.fixed``, real data + N(0, I) (gan_toy.py FIXED_GENERATOR)."""
+        if self.fixed_generator:
+            return real + torch.stack([torch.randn(real.shape[1:], generator=member.noise_rng, device=self.device)
+                                       for member in self.members])
+        return self.generator(z)
+
+    def score_real_and_fake(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """D(x) and D(G(z)). A critic that scores each sample alone takes both batches in one call (half
+        the operations, twice the rows per matmul; the same scores); one with batch norm takes each batch
+        on its own, as the papers' code does, so each is normalized by its own statistics."""
+        if not self.one_call:
+            return self.critic(real), self.critic(fake)
+        scores = self.critic(torch.cat([real, fake], dim=1))
+        half = scores.shape[1] // 2  # m scores, or m / pack for a packed critic
+        return scores[:, :half], scores[:, half:]
+
+    @torch.no_grad()
+    def generated_samples(self, i: int) -> Tensor:
+        """Member i's ``eval.n_samples`` samples from its fixed evaluation noise (current weights: call
+        ``sync_members`` first)."""
+        member, eval_fixed = self.members[i], seeding.generator(self.members[i].seed, "eval-fixed")
+        chunks = []
+        for j in range(0, len(member.eval_noise), self.m):
+            if self.fixed_generator:
+                real = member.eval_real[j : j + self.m].to(self.device)
+                chunks.append(real + torch.randn(real.shape, generator=eval_fixed, device="cpu").to(self.device))
+            else:
+                chunks.append(self.generator.members[i](member.eval_noise[j : j + self.m].to(self.device)))
+        return torch.cat(chunks).float().cpu()
+
+    def watch_divergence(self) -> None:
+        """Note the generator step of each member's first NaN or inf loss, without a host sync (read at the
+        next evaluation)."""
+        finite = torch.isfinite(self.critic_loss)
+        if not self.fixed_generator:
+            finite &= torch.isfinite(self.generator_loss)
+        self.first_nonfinite = torch.where((self.first_nonfinite < 0) & ~finite, self.step, self.first_nonfinite)
+
+    def end_diverged_members(self) -> bool:
+        """End the members that diverged (each as a ``diverged`` result); whether any still trains."""
+        for i, at in enumerate(self.first_nonfinite.tolist()):
+            if at >= 0 and i in self.live:
+                self.members[i].result = self.result(i, "diverged", diverged_at=at)
+                self.live.remove(i)
+        return bool(self.live)
+
+    def start_clock(self) -> None:
+        self.tick = time.perf_counter()
+
+    def stop_clock(self) -> None:
+        """The training clock (``train_s``) stops while measuring."""
+        self.train_s += time.perf_counter() - self.tick
+
+    def result(self, i: int, status: Status, diverged_at: int | None = None) -> RunResult:
+        return self.members[i].record.result(
+            status, self.step, started_at=self.started_at, wall_s=time.perf_counter() - self.t_start,
+            train_s=self.train_s, diverged_at=diverged_at, resumed_from=self.resumed_from,
+            ensemble_size=len(self.members),
+        )
+
+    def results(self, status: Status) -> list[RunResult]:
+        """Every member's result: ``status`` for those still training, ``diverged`` for the others."""
+        for i in self.live:
+            record = self.members[i].record
+            if record.samples is None and self.step == self.resumed_from:  # finished before its result was stored
+                self.generator.sync_members()
+                record.samples = self.generated_samples(i)
+            self.members[i].result = self.result(i, status)
+        return [member.result for member in self.members]
 
 
 @dataclass
-class _Member:
-    """One seed of a run: its random streams, evaluation inputs and what it has recorded so far."""
+class Member:
+    """One cell of a stack: its data set, random streams, evaluation inputs, record and, once ended, result."""
 
     seed: int
     dataset: object
@@ -114,276 +301,46 @@ class _Member:
     penalty_rng: torch.Generator
     eval_real: Tensor
     eval_noise: Tensor
-    curves: list[CurvePoint] = field(default_factory=list)
-    final: dict[str, float] = field(default_factory=dict)
-    samples: Tensor | None = None
-    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
-    result: RunResult | None = None  # set when the member ends before the others (diverged)
+    record: Record = field(default_factory=Record)
+    result: RunResult | None = None
 
 
-def train(config: dict, seed: int, hooks: Hooks | None = None, device: str = "cpu") -> RunResult:
-    """Train one cell; see the module docstring."""
-    return _train([config], [seed], hooks or Hooks(), device)[0]
+def _member(config: dict, seed: int, device: torch.device) -> tuple[Member, nn.Module, nn.Module]:
+    """A cell's member, generator and critic (weights from its ``init`` stream). Evaluation uses its own fixed
+    noise and held-out real samples: measuring never moves a training stream."""
+    dataset = DATASETS.build(config["dataset"], "name", seed)
+    torch.manual_seed(seeding.stream_seed(seed, "init"))  # weight initialization
+    generator = GENERATORS.build(config["generator"], "arch", dataset.shape).to(device)
+    critic = CRITICS.build(config["critic"], "arch", dataset.shape).to(device)
+    n, latent_dim = config["eval"]["n_samples"], config["generator"]["latent_dim"]
+    member = Member(
+        seed, dataset, seeding.generator(seed, "noise", device), seeding.generator(seed, "penalty", device),
+        eval_real=dataset.reference(n),
+        eval_noise=torch.randn(n, latent_dim, generator=seeding.generator(seed, "eval")),
+    )
+    return member, generator, critic
 
 
-def train_ensemble(config: dict | list[dict], seeds: list[int], device: str = "cpu") -> list[RunResult]:
-    """Train the cells ``(config, seed) for seed in seeds`` together, as one stacked ensemble
-    (``bench.models.stack``): batched matmuls, per-member batch-norm statistics, random streams, losses and
-    divergence; one optimizer over the stacked parameters, whose elementwise updates (Adam, RMSProp, SGD,
-    weight clipping) are each member's own. ``config`` may be one config per seed, differing in the loss
-    only, with losses of one ``GANLoss.structure`` (``bench.losses.stack_losses``). Each result equals
-    ``train(config, seed)`` up to float rounding; ``wall_s`` and ``train_s`` are the ensemble's."""
-    configs = [config] * len(seeds) if isinstance(config, dict) else list(config)
-    if len(configs) != len(seeds):
-        raise ValueError(f"train_ensemble: {len(configs)} configs for {len(seeds)} seeds")
-    return _train(configs, list(seeds), Hooks(), device)
+def _descend(loss: Tensor, params: FlatParameters, optimizer: torch.optim.Optimizer) -> Tensor:
+    """One optimizer step down the gradient of the members' summed losses, each member's own; ``loss``."""
+    loss.sum().backward()
+    params.gather_grads()
+    optimizer.step()
+    return loss
 
 
-def _all_but_loss(config: dict) -> dict:
-    return {key: value for key, value in config.items() if key != "loss"}
+@contextlib.contextmanager
+def _threads(n: int):
+    """torch's intra-op threads set to the cell's ``train.threads`` while it trains, then restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
-def stack_key(config: dict) -> str:
-    """Cells whose configs have one key can train as one ensemble (``train_ensemble``): every setting equal
-    but the loss, and losses of one ``GANLoss.structure`` (minimax and -log D: one loop, other losses)."""
-    structure = build_component(LOSSES, config["loss"], "name").structure
-    return json.dumps([_all_but_loss(config), structure], sort_keys=True, default=str)
-
-
-def _member_losses(configs: list[dict]) -> list[GANLoss]:
-    """Each member's loss, one object per distinct loss block (so ``stack_losses`` calls each once)."""
-    if any(_all_but_loss(c) != _all_but_loss(configs[0]) for c in configs):
-        raise ValueError("train_ensemble: members' configs may differ in their loss only")
-    built: dict[str, GANLoss] = {}
-    for c in configs:
-        if repr(c["loss"]) not in built:
-            built[repr(c["loss"])] = build_component(LOSSES, c["loss"], "name")
-    return [built[repr(c["loss"])] for c in configs]
-
-
-def _train(configs: list[dict], seeds: list[int], hooks: Hooks, device: str) -> list[RunResult]:
-    k = len(seeds)
-    if k > 1 and (hooks.on_eval is not None or hooks.checkpoint_path is not None):
-        raise ValueError("hooks (pruning, checkpoints) apply to single cells, not ensembles")
-    config = configs[0]  # every setting but the loss is the members' own too
-    member_losses = _member_losses(configs)
-    loss = stack_losses(member_losses)
-    device = torch.device(device)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t_start = time.perf_counter()
-    g_cfg, tr, ev = config["generator"], config["train"], config["eval"]
-    m = tr["batch_size"]
-
-    members, generators, critics = [], [], []
-    for seed in seeds:
-        dataset = build_component(DATASETS, config["dataset"], "name", seed)
-        torch.manual_seed(seeding.stream_seed(seed, "init"))  # weight initialization
-        generators.append(build_component(GENERATORS, g_cfg, "arch", dataset.shape).to(device))
-        critics.append(build_component(CRITICS, config["critic"], "arch", dataset.shape).to(device))
-        # Evaluation uses its own fixed noise and held-out real samples: measuring never moves a training stream.
-        members.append(_Member(
-            seed, dataset, seeding.generator(seed, "noise", device), seeding.generator(seed, "penalty", device),
-            eval_real=dataset.reference(ev["n_samples"]),
-            eval_noise=torch.randn(ev["n_samples"], g_cfg["latent_dim"], generator=seeding.generator(seed, "eval")),
-        ))
-    shape = members[0].dataset.shape
-
-    state = {"step": 0, "train_s": 0.0}
-    resumed_from = None
-    ckpt = None
-    if hooks.checkpoint_path is not None and hooks.checkpoint_path.exists():
-        ckpt = torch.load(hooks.checkpoint_path, map_location=device, weights_only=True)
-        (mb,) = members
-        generators[0].load_state_dict(ckpt["generator"])
-        critics[0].load_state_dict(ckpt["critic"])
-        mb.dataset.load_state_dict(ckpt["dataset"])
-        mb.noise_rng.set_state(ckpt["noise_rng"].cpu())
-        mb.penalty_rng.set_state(ckpt["penalty_rng"].cpu())
-        state = {"step": ckpt["step"], "train_s": ckpt["train_s"]}
-        mb.curves, mb.final, mb.labels = [tuple(c) for c in ckpt["curves"]], ckpt["final"], ckpt["labels"]
-        mb.snapshots = {k: v.cpu().numpy() for k, v in ckpt["snapshots"].items()}
-        mb.artifacts = {k: v.cpu().numpy() for k, v in ckpt["artifacts"].items()}
-        resumed_from = state["step"]
-
-    generator, critic = stack(generators), stack(critics)  # inputs and outputs: (members, batch, ...)
-    # All weights of each stack in one tensor: an optimizer step (or clipping) is one op, not a few per layer.
-    generator_params, critic_params = FlatParameters(generator), FlatParameters(critic)
-    generator_opt = build_optimizer(config["optimizer"], [generator_params.flat], "generator")
-    critic_opt = build_optimizer(config["optimizer"], [critic_params.flat], "critic")
-    if ckpt is not None:
-        generator_opt.load_state_dict(ckpt["generator_opt"])
-        critic_opt.load_state_dict(ckpt["critic_opt"])
-    eps_shape = (m,) + (1,) * len(shape)
-    one_call = scores_each_sample_alone(critic)
-    autocast = _autocast(device, tr["precision"])
-
-    def real_batch() -> Tensor:
-        return torch.stack([mb.dataset.sample(m) for mb in members]).to(device)
-
-    def sample_noise(n: int) -> Tensor:
-        return torch.stack([torch.randn(n, g_cfg["latent_dim"], generator=mb.noise_rng, device=device)
-                            for mb in members])
-
-    def generate(real: Tensor, z: Tensor) -> Tensor:
-        """G(z); or, with ``generator.fixed``, real data + N(0, I) (gan_toy.py FIXED_GENERATOR)."""
-        if g_cfg["fixed"]:
-            return real + torch.stack([torch.randn(real.shape[1:], generator=mb.noise_rng, device=device)
-                                       for mb in members])
-        return generator(z)
-
-    def score_real_and_fake(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
-        """D(x) and D(G(z)). A critic that scores each sample alone takes both batches in one call (half
-        the operations, twice the rows per matmul; the same scores); one with batch norm takes each batch
-        on its own, as the papers' code does, so each is normalized by its own statistics."""
-        if not one_call:
-            return critic(real), critic(fake)
-        scores = critic(torch.cat([real, fake], dim=1))
-        return scores[:, :m], scores[:, m:]
-
-    def save_checkpoint() -> None:
-        """Everything the rest of the run depends on, as tensors and plain values (``weights_only`` loads
-        it); written to a temp file, fsynced and renamed, so a kill leaves the previous checkpoint intact."""
-        (mb,) = members
-        generator.sync_members()
-        critic.sync_members()
-        path = hooks.checkpoint_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(
-                    {"generator": generators[0].state_dict(), "critic": critics[0].state_dict(),
-                     "generator_opt": generator_opt.state_dict(), "critic_opt": critic_opt.state_dict(),
-                     "dataset": mb.dataset.state_dict(), "noise_rng": mb.noise_rng.get_state(),
-                     "penalty_rng": mb.penalty_rng.get_state(), **state, "curves": mb.curves,
-                     "final": mb.final, "labels": mb.labels,
-                     "snapshots": {k: torch.as_tensor(v) for k, v in mb.snapshots.items()},
-                     "artifacts": {k: torch.as_tensor(v) for k, v in mb.artifacts.items()}},
-                    f,
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    @torch.no_grad()
-    def generated_samples(i: int) -> Tensor:
-        mb, eval_fixed = members[i], seeding.generator(members[i].seed, "eval-fixed")
-        chunks = []
-        for j in range(0, len(mb.eval_noise), m):
-            if g_cfg["fixed"]:
-                real = mb.eval_real[j : j + m].to(device)
-                chunks.append(real + torch.randn(real.shape, generator=eval_fixed, device="cpu").to(device))
-            else:
-                chunks.append(generator.members[i](mb.eval_noise[j : j + m].to(device)))
-        return torch.cat(chunks).float().cpu()
-
-    def evaluate(i: int, step: int, critic_loss: Tensor, generator_loss: Tensor | None) -> None:
-        """Measure member ``i`` (its own plain generator and critic). Metric functions return numbers
-        (curve points), strings (labels such as the feature space) or arrays (artifacts such as a critic
-        value surface)."""
-        mb, member_critic, member_loss = members[i], critic.members[i], member_losses[i]
-        samples = generated_samples(i)
-        values = {"critic_loss": float(critic_loss[i].detach())}
-        if generator_loss is not None:
-            values["generator_loss"] = float(generator_loss[i].detach())
-        values.update(gradient_norms(member_critic, member_loss, mb.eval_real[:m].to(device), samples[:m].to(device)))
-        ctx = EvalContext(samples, mb.eval_real, mb.dataset, member_critic, member_loss, configs[i], device)
-        for name in ev["metrics"]:
-            for key, value in METRICS.get(name)(ctx).items():
-                if isinstance(value, str):
-                    mb.labels[key] = value
-                elif isinstance(value, np.ndarray):
-                    mb.artifacts[f"{key}@{step}"] = value
-                else:
-                    values[key] = float(value)
-        mb.final, mb.samples = values, samples
-        mb.curves += [(step, state["train_s"], key, value) for key, value in values.items()]
-        if ev["snapshot_samples"]:
-            mb.snapshots[step] = samples[: ev["snapshot_samples"]].numpy()
-
-    def result(i: int, status: Status, step: int, diverged_at: int | None = None) -> RunResult:
-        mb = members[i]
-        return RunResult(
-            status=status, generator_iters=step, started_at=started_at, wall_s=time.perf_counter() - t_start,
-            train_s=state["train_s"], curves=mb.curves, final=mb.final,
-            samples=None if mb.samples is None else mb.samples.numpy(), snapshots=mb.snapshots,
-            labels=mb.labels, artifacts=mb.artifacts, diverged_at=diverged_at, resumed_from=resumed_from,
-            ensemble_size=k,
-        )
-
-    critic_loss = generator_loss = torch.full((k,), math.nan)
-    status: Status = "ok"
-    step = state["step"]
-    live = list(range(k))  # members still training (a diverged one ends; the others go on)
-    first_nonfinite = torch.full((k,), -1, device=device)  # generator step of each member's first NaN/inf
-    tick = time.perf_counter()
-    while step < tr["generator_iters"]:
-        # Algorithm 1, lines 2-8: train the critic n_critic times. Losses have one value per member; the
-        # gradient of their sum is each member's own gradient (members share no parameters).
-        critic.requires_grad_(True)
-        for _ in range(critic_steps(config, step)):
-            real = real_batch()
-            with torch.no_grad(), autocast:
-                fake = generate(real, sample_noise(m)).float()
-            if loss.clip_value is not None and loss.clip_when == "before":
-                clip_weights_([critic_params.flat], loss.clip_value)
-            with autocast:
-                critic_loss = loss.critic(*score_real_and_fake(real, fake))
-                if loss.gp_lambda:
-                    eps = torch.stack([torch.rand(eps_shape, generator=mb.penalty_rng, device=device) for mb in members])
-                    critic_loss = critic_loss + loss.gp_lambda * gradient_penalty(critic, real, fake, eps, batch_dims=2)
-            critic_loss.sum().backward()
-            critic_params.gather_grads()
-            critic_opt.step()
-            if loss.clip_value is not None and loss.clip_when == "after":
-                clip_weights_([critic_params.flat], loss.clip_value)
-
-        # Lines 9-11: one generator step against the critic (held fixed).
-        finite = torch.isfinite(critic_loss)
-        if not g_cfg["fixed"]:
-            critic.requires_grad_(False)  # only G's parameters get gradients here
-            with autocast:
-                generator_loss = loss.generator(critic(generator(sample_noise(m))))
-            generator_loss.sum().backward()
-            generator_params.gather_grads()
-            generator_opt.step()
-            finite &= torch.isfinite(generator_loss)
-        step += 1
-        first_nonfinite = torch.where((first_nonfinite < 0) & ~finite, step, first_nonfinite)  # no host sync
-
-        is_eval = step % ev["every"] == 0 or step == tr["generator_iters"]
-        is_checkpoint = bool(hooks.checkpoint_path and tr["checkpoint_every"]) and (
-            step % tr["checkpoint_every"] == 0 or step == tr["generator_iters"]
-        )
-        if not (is_eval or is_checkpoint):
-            continue
-        state["train_s"] += time.perf_counter() - tick  # the training clock stops while measuring
-        state["step"] = step
-        for i, at in enumerate(first_nonfinite.tolist()):
-            if at >= 0 and i in live:
-                members[i].result = result(i, "diverged", step, diverged_at=at)
-                live.remove(i)
-        if not live:
-            break
-        if is_eval:
-            critic.requires_grad_(True)
-            generator.sync_members()
-            critic.sync_members()
-            for i in live:
-                evaluate(i, step, critic_loss, None if g_cfg["fixed"] else generator_loss)
-        if is_checkpoint:
-            save_checkpoint()
-        if is_eval and hooks.on_eval is not None and hooks.on_eval(step, members[0].final):
-            status = "pruned"
-            break
-        tick = time.perf_counter()
-    for i in live:
-        if members[i].samples is None and step == resumed_from:  # finished before its result was stored
-            generator.sync_members()
-            members[i].samples = generated_samples(i)
-        members[i].result = result(i, status, step)
-    return [mb.result for mb in members]
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -18,16 +18,23 @@ but the search also stops after ``n_trials`` failures. Queued trials (``search.e
 Storage: ``--storage`` takes any Optuna RDB URL (``sqlite:///...``, ``postgresql://...``) or
 ``journal:PATH`` (Optuna's journal file storage, e.g. on NFS); the default is
 ``sqlite:///results/<name>/optuna.db``. Several processes (``--workers N`` here, or ``bench.tune`` started
-on other machines with the same ``--storage``) share the study; a rerun continues it. With an RDB storage
-each running trial records a heartbeat every ``--heartbeat`` seconds; a trial whose process was killed is
-marked FAIL once its heartbeat is older than twice that, and re-queued with the same values (Optuna's
-``RetryHeartbeatStaleTrialCallback``); its cells resume from their checkpoints when
+on other machines with the same ``--storage``) share the study; a rerun continues it. ``--executor ray`` runs
+the ``--workers`` as Ray tasks instead, on a local Ray instance or the cluster at ``--ray-address``: each
+task opens the storage and writes its cells under ``--results-dir`` itself, so on a cluster both must be
+shared (the default SQLite file is refused there: give ``postgresql://...`` or a journal on a shared file
+system). With an RDB storage each running trial records a heartbeat every ``--heartbeat`` seconds; a trial
+whose process was killed is marked FAIL once its heartbeat is older than twice that, and re-queued with the
+same values (Optuna's ``RetryHeartbeatStaleTrialCallback``); its cells resume from their checkpoints when
 ``train.checkpoint_every`` is set. Journal storage has no heartbeat: a killed trial stays RUNNING.
+
+A budget study (``search.budget``) is one such study per loss and sampler, named
+``<study>.<loss>.<sampler>`` and run in turn; without a pruner a trial's seeds train as one stacked ensemble.
 
 At the end: the best trial, a table of the top trials, and under ``results/<name>/optuna/<study>/``
 ``trials.csv``, ``best.json`` and Optuna's figures (``optuna.visualization.matplotlib``).
 
-Exit codes: 0 the study has a best trial; 1 interrupted, a worker crashed, or no trial completed; 2 bad input.
+Exit codes: 0 the study has a best trial; 1 interrupted, a worker crashed, or no trial completed; 2 bad input
+(or no Ray cluster at ``--ray-address``).
 """
 
 from __future__ import annotations
@@ -53,8 +60,11 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import store
+from bench.data.images import spec_data_root
 from bench.metrics import column
-from bench.search import CategoricalParam, FloatParam, IntParam, Search, fingerprint, load, trial_config
+from bench.run import spec_root, worker_env
+from bench.scheduler import ExecutorError
+from bench.search import CategoricalParam, FloatParam, IntParam, Search, arms, fingerprint, load, trial_config
 from bench.spec import Cell, Spec, SpecError
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # what n_trials counts
@@ -68,10 +78,31 @@ class TrialFailed(Exception):
 # ------------------------------------------------------------------------------------- Optuna objects
 
 
+class TrialSeededRandomSampler(optuna.samplers.RandomSampler):
+    """Optuna's random sampling, each (slot, parameter) drawn from a stream seeded by the sampler seed, the
+    slot and the parameter. A trial's slot is its number less the re-queued copies of killed trials before
+    it (which repeat their original's values), so a study stopped and resumed, shared by several processes,
+    or whose killed trial was re-queued draws the values one uninterrupted run draws."""
+
+    def __init__(self, seed: int):
+        super().__init__(seed=seed)
+        self.seed = seed
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        retries = sum(t.number < trial.number and "failed_trial" in t.system_attrs
+                      for t in study.get_trials(deepcopy=False))
+        slot = trial.number - retries
+        key = np.random.SeedSequence([self.seed, slot, *param_name.encode()]).generate_state(1)[0]
+        return optuna.samplers.RandomSampler(seed=int(key)).sample_independent(study, trial, param_name,
+                                                                                 param_distribution)
+
+
 def make_sampler(search: Search, seed: int | None) -> optuna.samplers.BaseSampler:
     s, samplers = search.sampler, optuna.samplers
     if s.name == "grid":
         return samplers.GridSampler({p: param.grid() for p, param in search.space.items()}, seed=seed, **s.options)
+    if s.name == "random" and seed is not None:
+        return TrialSeededRandomSampler(seed, **s.options)
     cls = {"tpe": samplers.TPESampler, "random": samplers.RandomSampler, "cmaes": samplers.CmaEsSampler}[s.name]
     return cls(seed=seed, **s.options)
 
@@ -154,6 +185,9 @@ class Objective:
         cells = [Cell(self.spec.name, config, seed, values) for seed in self.spec.seeds]
         trial.set_user_attr("config_id", cells[0].config_id)
         trial.set_user_attr("cell_ids", [c.cell_id for c in cells])
+        missing = [c for c in cells if self._stored(c) is None]
+        if self.search.pruner.name == "none" and len(missing) > 1:
+            self._train_stacked(trial, missing)
         finals = []
         for i, cell in enumerate(cells):
             finals.append(self._cell(trial, cell, offset=i * config["train"]["generator_iters"]))
@@ -161,6 +195,18 @@ class Objective:
         for name, value in means.items():
             trial.set_user_attr(name, value)
         return means[self.search.objective.metric]
+
+    def _train_stacked(self, trial: optuna.Trial, cells: list[Cell]) -> None:
+        """Without a pruner nothing watches a run's evaluations, so the trial's seeds train as stacked
+        ensembles (``bench.scheduler.ensembles``; each member's curves as if trained alone) and are stored;
+        ``_cell`` then replays them."""
+        from bench import scheduler
+
+        for group in scheduler.ensembles(cells, workers=1, max_members=scheduler.ENSEMBLE):
+            checkpoints = [store.checkpoint_path(self.study_dir, c.cell_id) for c in group]
+            for cell, result in zip(group, scheduler.run_group(group, self.device, checkpoints), strict=True):
+                store.write_cell(self.study_dir, cell, result, self.prov,
+                                 extra={"trial": trial.number, "optuna_study": self.study_name})
 
     def _fail(self, trial: optuna.Trial, reason: str) -> NoReturn:
         trial.set_user_attr("error", reason)
@@ -173,7 +219,7 @@ class Objective:
         if stored is not None:  # replay the stored curve so the pruner sees it as if trained now
             row, curves = stored
             points = curves[curves["metric"] == metric].sort_values("generator_iter")
-            for step, value in zip(points["generator_iter"], points["value"]):
+            for step, value in zip(points["generator_iter"], points["value"], strict=True):
                 trial.report(float(value), offset + int(step))
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"seed {cell.seed} at generator step {step} (stored cell)")
@@ -188,7 +234,8 @@ class Objective:
             result = self.run_cell(cell, self.device, store.checkpoint_path(self.study_dir, cell.cell_id), on_eval)
             store.write_cell(self.study_dir, cell, result, self.prov,
                              extra={"trial": trial.number, "optuna_study": self.study_name})
-            status, final, error, diverged_at = result.status, _quality(result.final, metric), result.error, result.diverged_at
+            status, final = result.status, _quality(result.final, metric)
+            error, diverged_at = result.error, result.diverged_at
         if status == "pruned":
             raise optuna.TrialPruned(f"seed {cell.seed} pruned")
         if status == "diverged":
@@ -214,6 +261,14 @@ class Objective:
 
 
 # ----------------------------------------------------------------------------------------------- workers
+
+
+def studies(spec: Spec, search: Search, study_name: str) -> list[tuple[str, Spec, Search]]:
+    """(study name, spec, search) of each Optuna study the spec makes: one for a search, one per loss and
+    sampler for a budget study (``bench.search.arms``), named ``<study>.<loss>.<sampler>``."""
+    if search.budget is None:
+        return [(study_name, spec, search)]
+    return [(arm.study_name(study_name), arm.spec, arm.search) for arm in arms(spec, search)]
 
 
 def open_study(spec: Spec, search: Search, storage_url: str, study_name: str, heartbeat: int,
@@ -256,18 +311,29 @@ def sampler_seed(seed: int | None, offset: int, n_existing: int) -> int | None:
 
 def work(spec_path: str, storage_url: str, study_name: str, study_dir: str, n_trials: int, seed_offset: int,
          heartbeat: int, device: str, threads: int | None, log_level: int) -> bool:
-    """One worker process: run trials until the study has ``n_trials`` (or as many failures). The first
-    Ctrl-C stops it after the running trial (``study.stop()``); returns whether that happened."""
+    """One worker process: run trials until each of the spec's studies (``studies``, in turn) has
+    ``n_trials`` (or as many failures). The first Ctrl-C stops it after the running trial
+    (``study.stop()``); returns whether that happened."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(log_level)
-    spec, search = load(spec_path)
+    for name, spec, search in studies(*load(spec_path), study_name):
+        if _work_one(spec, search, storage_url, name, study_dir, n_trials, seed_offset, heartbeat, device):
+            return True
+    return False
+
+
+def _work_one(spec: Spec, search: Search, storage_url: str, study_name: str, study_dir: str, n_trials: int,
+              seed_offset: int, heartbeat: int, device: str) -> bool:
     first = trial_config(spec, {p: param.probes()[0] for p, param in search.space.items()})
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url, heartbeat),
                               pruner=make_pruner(search, first["eval"]["every"]))
-    study.sampler = make_sampler(search, sampler_seed(search.sampler.seed, seed_offset, len(study.trials)))
+    seed = search.sampler.seed  # trial-seeded random sampling needs no per-process seed
+    if search.sampler.name != "random":
+        seed = sampler_seed(seed, seed_offset, len(study.trials))
+    study.sampler = make_sampler(search, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a trial left RUNNING by a killed process is re-queued
@@ -298,11 +364,51 @@ def work(spec_path: str, storage_url: str, study_name: str, study_dir: str, n_tr
     return stopped
 
 
-def _worker(*args) -> None:
-    """``work`` in a process of its own group: a terminal's Ctrl-C reaches the parent only, which passes
-    each one on exactly once."""
+def _worker(env: dict[str, str], *args) -> None:
+    """``work`` in a process of its own group (a terminal's Ctrl-C reaches the parent only, which passes
+    each one on exactly once), with ``env`` added to its environment (``bench.run.worker_env``)."""
     os.setpgrp()
+    os.environ.update(env)
     work(*args)
+
+
+def ray_workers(executor, job: tuple, seed_offset: int, workers: int, heartbeat: int, log_level: int,
+                console: Console) -> tuple[bool, bool]:
+    """``work`` as ``workers`` Ray tasks on the Ray instance ``executor`` (a started ``RayExecutor``) holds,
+    each asking for 1 CPU (its torch threads: as many), or a share of the GPUs on ``cuda``, and getting the executor's
+    ``env``. Ctrl-C cancels the tasks, which Ray passes on to them as a Ctrl-C: the first stops ``work`` after
+    the running trial, the second aborts that trial, a third kills the tasks. Returns (interrupted, crashed)."""
+    import ray
+    import ray.exceptions
+
+    from bench import tune  # its work is pickled by reference (as a function of __main__ it would be by value)
+    from bench.executors import RAY_CPUS_PER_CELL
+
+    gpus = min(1.0, ray.cluster_resources().get("GPU", 0) / workers) if executor.device == "cuda" else 0
+    task, runtime_env = ray.remote(tune.work), {"env_vars": executor.env} if executor.env else None
+    refs = [task.options(name=f"bench-tune-{k}", num_cpus=RAY_CPUS_PER_CELL, num_gpus=gpus, max_retries=0,
+                         runtime_env=runtime_env).remote(*job, seed_offset + k, heartbeat, executor.device,
+                                                         RAY_CPUS_PER_CELL, log_level) for k in range(workers)]
+    presses, pending = 0, refs
+    while pending:
+        try:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=1)
+        except KeyboardInterrupt:
+            presses += 1
+            if presses == 1:
+                console.print("stopping after the running trials (Ctrl-C again aborts them; they are then recorded "
+                              "as failed; a third time kills the tasks)", markup=False, highlight=False)
+            for ref in pending:
+                ray.cancel(ref, force=presses > 2)
+    crashed = False
+    for ref in refs:
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayError as err:
+            if not presses:
+                crashed = True
+                console.print(f"{type(err).__name__}: {err}", markup=False, highlight=False)
+    return presses > 0, crashed
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -398,7 +504,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None,
                    help="Optuna RDB URL or journal:PATH (default: sqlite:///RESULTS_DIR/<name>/optuna.db)")
     p.add_argument("--study-name", default=None, help="Optuna study name (default: the spec's name)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (default: 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (or Ray tasks) sharing the study (default: 1)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: worker processes here; ray: Ray tasks (default: local)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster address, e.g. HEAD:6379 (with --executor ray; default: a local Ray instance)")
     p.add_argument("--results-dir", default="results", help="cells go to RESULTS_DIR/<name>/ (default: results)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed-offset", type=int, default=0,
@@ -422,46 +533,72 @@ def main(argv: list[str] | None = None) -> int:
             value = getattr(args, flag)
             if value is not None and value < 1:
                 raise SpecError("--" + flag.replace("_", "-"), "must be >= 1")
+        if args.ray_address is not None and args.executor != "ray":
+            raise SpecError("--ray-address", "needs --executor ray")
+        if args.executor == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise SpecError("--executor", 'ray is not installed (pip install -e ".[ray]")') from None
+        if args.ray_address and not args.storage:
+            raise SpecError("--storage", f"the default SQLite file under {args.results_dir}/ is on this machine's "
+                            f"disk, not shared with the Ray cluster at {args.ray_address}: pass --storage "
+                            "postgresql://... or journal:PATH on a shared file system")
         spec, search = load(args.spec)
         if spec.matrix or spec.include or spec.exclude:
             err.print("note: bench.tune searches from base; matrix/include/exclude are for bench.run", markup=False)
-        first = trial_config(spec, {p: param.probes()[0] for p, param in search.space.items()})
-        for name, build in (("search.sampler", lambda: make_sampler(search, search.sampler.seed)),
-                            ("search.pruner", lambda: make_pruner(search, first["eval"]["every"]))):
-            try:
-                build()
-            except (TypeError, ValueError, ImportError) as e:
-                raise SpecError(name, str(e).splitlines()[0]) from None
+        plan = studies(spec, search, args.study_name or spec.name)
+        for _, arm_spec, arm_search in plan:
+            first = trial_config(arm_spec, {p: param.probes()[0] for p, param in arm_search.space.items()})
+            _check_builds("search.budget.samplers" if search.budget else "search.sampler",
+                          make_sampler, arm_search, arm_search.sampler.seed)
+            _check_builds("search.pruner", make_pruner, arm_search, first["eval"]["every"])
         study_dir = Path(args.results_dir) / spec.name
         study_dir.mkdir(parents=True, exist_ok=True)
         (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
-        storage_url = args.storage or f"sqlite:///{(study_dir / 'optuna.db').resolve()}"
+        storage_url = absolute(args.storage or f"sqlite:///{study_dir / 'optuna.db'}")
         study_name = args.study_name or spec.name
-        lock = _creation_lock(storage_url)
-        with lock:
-            study = open_study(spec, search, storage_url, study_name, args.heartbeat, first["eval"]["every"])
-    except SpecError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
+        with _creation_lock(storage_url):
+            for name, arm_spec, arm_search in plan:
+                first = trial_config(arm_spec, {p: param.probes()[0] for p, param in arm_search.space.items()})
+                open_study(arm_spec, arm_search, storage_url, name, args.heartbeat, first["eval"]["every"])
+        env = worker_env(args.spec, spec)
+        if args.executor == "ray":
+            from bench.executors import RayExecutor
+
+            executor = RayExecutor(args.ray_address, device=args.device, env=env)
+            executor.start(args.workers)  # connects to (or starts) Ray, resolves --device auto
+    except (SpecError, ExecutorError) as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except OSError as e:
-        err.print(f"error: {args.results_dir}: cannot write results ({e})", markup=False, highlight=False)
+        err.print(f"error: {args.results_dir}: cannot write results ({e})", markup=False, highlight=False,
+                  soft_wrap=True)
         return 2
     except (ValueError, ImportError, optuna.exceptions.OptunaError) as e:  # bad URL, missing DB driver
-        err.print(f"error: --storage: {str(e).splitlines()[0]}", markup=False, highlight=False)
+        err.print(f"error: --storage: {str(e).splitlines()[0]}", markup=False, highlight=False, soft_wrap=True)
         return 2
 
     n_trials = args.n_trials or search.n_trials
-    threads = max(1, (os.cpu_count() or 1) // args.workers)
-    job = (str(args.spec), storage_url, study_name, str(study_dir), n_trials)
+    study_dir = Path(os.path.abspath(study_dir))  # workers (Ray's) may start in another directory
+    job = (str(study_dir / "spec.yaml"), storage_url, study_name, str(study_dir), n_trials)
     interrupted = crashed = False
-    if args.workers == 1:
+    if args.executor == "ray":
         try:
-            interrupted = work(*job, args.seed_offset, args.heartbeat, args.device, None, log_level)
+            interrupted, crashed = ray_workers(executor, job, args.seed_offset, args.workers, args.heartbeat,
+                                               log_level, err)
+        finally:
+            executor.close(cancel=True)  # shuts Ray down if this run started it
+    elif args.workers == 1:
+        try:
+            with spec_data_root(spec_root(args.spec, spec)):
+                interrupted = work(*job, args.seed_offset, args.heartbeat, args.device, None, log_level)
         except KeyboardInterrupt:
             interrupted = True
     else:
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker, args=(*job, args.seed_offset + k, args.heartbeat, args.device,
+        procs = [ctx.Process(target=_worker, args=(env, *job, args.seed_offset + k, args.heartbeat, args.device,
                                                    threads, log_level)) for k in range(args.workers)]
         for proc in procs:
             proc.start()
@@ -477,13 +614,32 @@ def main(argv: list[str] | None = None) -> int:
         crashed = any(proc.exitcode != 0 for proc in procs) and not interrupted
 
     store.write_merged(study_dir)
-    study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url, args.heartbeat))
-    ok = report(study, spec, search, study_dir / "optuna" / study_name, storage_url, console)
+    ok = True
+    for name, arm_spec, arm_search in plan:
+        study = optuna.load_study(study_name=name, storage=make_storage(storage_url, args.heartbeat))
+        ok &= report(study, arm_spec, arm_search, study_dir / "optuna" / name, storage_url, console)
     if interrupted:
         err.print("interrupted: finished trials are stored; run again to continue the study")
     if crashed:
         err.print("a worker process crashed; see its output above")
     return 0 if ok and not (interrupted or crashed) else 1
+
+
+def _check_builds(where: str, build, *args) -> None:
+    """``build(*args)`` (an Optuna sampler or pruner from the spec), its error a ``SpecError`` at ``where``."""
+    try:
+        build(*args)
+    except (TypeError, ValueError, ImportError) as e:
+        raise SpecError(where, str(e).splitlines()[0]) from None
+
+
+def absolute(url: str) -> str:
+    """``url`` with a relative journal or SQLite file made absolute: workers may run in another directory."""
+    for prefix in ("journal:", "sqlite:///"):
+        path = url.removeprefix(prefix)
+        if url.startswith(prefix) and path != ":memory:":
+            return prefix + os.path.abspath(path)  # not resolved: a shared mount's symlink stays as given
+    return url
 
 
 def _creation_lock(storage_url: str):

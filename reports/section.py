@@ -1,14 +1,15 @@
 """What a figure function returns, and the registry that lists the figures.
 
 A figure is one function ``(study, out_dir) -> Section``, registered with ``applies(study) -> bool`` (does
-the study hold the data it needs). ``bench.report`` runs every figure that applies.
+the study hold the data it needs): it calls the figure's ``table()`` (numbers) and ``draw()`` (files) and
+wraps them in a ``Section``. ``bench.report`` runs every figure that applies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 

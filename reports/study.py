@@ -105,6 +105,12 @@ class Study:
         return sorted(int(s) for s in self.runs["seed"].unique())
 
     @property
+    def is_budget(self) -> bool:
+        """A budget study (``search.budget``: one Optuna study per loss; ``reports/budget.py``)."""
+        search = self.spec.get("search")
+        return isinstance(search, dict) and isinstance(search.get("budget"), dict)
+
+    @property
     def trains_generator(self) -> bool:
         """False when every cell held the generator fixed (``generator.fixed``: only the critic trained)."""
         return "generator.fixed" not in self.runs or not self.runs["generator.fixed"].astype(bool).all()
@@ -135,7 +141,7 @@ class Study:
     def curve(self, metric: str) -> pd.DataFrame:
         """Long-format points of ``metric`` joined with each cell's config_id, seed, status and label."""
         points = self.curves[self.curves["metric"] == metric]
-        keep = ["cell_id", "config_id", "seed", "status", "feature_space"]
+        keep = ["cell_id", "config_id", "seed", "status", "feature_space", "ensemble_size"]
         points = points.merge(self.runs[[c for c in keep if c in self.runs]], on="cell_id")
         points["config"] = points["config_id"].map(self.labels)
         return points.sort_values(["config_id", "seed", "generator_iter"]).reset_index(drop=True)

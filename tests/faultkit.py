@@ -16,7 +16,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = Path(__file__).resolve().parent / "fault_plugin"
 # Run-to-run differences that are not results.
-TIMING_COLUMNS = ["started_at", "wall_s", "train_s", "resumed_from", "host", "git_sha"]
+# How a run was scheduled and timed, not what it computed: these may differ between runs of one cell.
+TIMING_COLUMNS = ["started_at", "wall_s", "train_s", "resumed_from", "host", "git_sha", "workers"]
 
 
 def tiny_spec(name: str, *, iters: int = 40, checkpoint_every: int = 0, seeds=(0,), matrix=None,
@@ -138,7 +139,7 @@ def store_in_process(study_dir: Path, cells) -> None:
     from bench import store
     from bench.train import Hooks, train
 
-    prov = store.provenance()
+    prov = {**store.provenance(), "workers": 1}  # one cell at a time, as run_local with --workers 1
     for cell in cells:
         hooks = Hooks(checkpoint_path=store.checkpoint_path(study_dir, cell.cell_id)
                       if cell.config["train"]["checkpoint_every"] else None)

@@ -25,10 +25,11 @@ def make_cell(study: str, overrides: dict, seed: int, base: dict | None = None) 
 
 
 def store_cell(study_dir: Path, cell: Cell, *, final: dict, curves=(), status: str = "ok", samples=None,
-               snapshots=None, artifacts=None, labels=None, train_s: float = 1.0) -> None:
+               snapshots=None, artifacts=None, labels=None, train_s: float = 1.0, ensemble_size: int = 1) -> None:
     result = RunResult(status, 500, "2026-01-01T00:00:00+00:00", 2 * train_s, train_s, curves=list(curves),
                        final=final, samples=samples, snapshots=snapshots or {}, labels=labels or {},
-                       artifacts=artifacts or {}, diverged_at=250 if status == "diverged" else None)
+                       artifacts=artifacts or {}, diverged_at=250 if status == "diverged" else None,
+                       ensemble_size=ensemble_size)
     store.write_cell(study_dir, cell, result, PROV)
 
 

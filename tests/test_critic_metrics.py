@@ -56,4 +56,5 @@ def test_array_metrics_produce_no_columns_and_become_artifacts():
                              "eval": {"every": 1, "n_samples": 256, "metrics": ["critic_surface", "critic_weights"]}})
     result = train(config, seed=0)
     assert result.status == "ok"
-    assert {"critic_surface@1", "critic_surface@2", "critic_weights@2", "critic_surface_real@2"} <= set(result.artifacts)
+    assert {"critic_surface@1", "critic_surface@2", "critic_weights@2", "critic_surface_real@2"} <= set(
+        result.artifacts)

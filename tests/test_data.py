@@ -55,3 +55,19 @@ def test_fixed_size_reads_a_shuffled_set_in_order_and_resumes_from_its_state():
     # balanced: 40 points per center
     counts = torch.cdist(data._fixed, data.centers).argmin(1).bincount(minlength=25)
     assert counts.tolist() == [40] * 25
+
+
+def test_25gaussians_at_scale_1_is_the_pacgan_and_veegan_grid():
+    data = make("25gaussians", scale=1.0, std=0.05)
+    centers, std = data.modes
+    expected = torch.tensor([(x, y) for x in range(-4, 5, 2) for y in range(-4, 5, 2)], dtype=torch.float32)
+    assert torch.equal(centers, expected) and std == 0.05
+    x = data.sample(20000)
+    offsets = x - centers[torch.cdist(x, centers).argmin(1)]
+    assert offsets.std().item() == pytest.approx(0.05, rel=0.05)
+
+
+def test_a_fixed_training_set_repeats_after_one_pass():
+    data = make("25gaussians", fixed_size=1000, scale=1.0)
+    first = torch.cat([data.sample(100) for _ in range(10)])
+    assert len(first.unique(dim=0)) == 1000 and torch.equal(torch.cat([data.sample(100) for _ in range(10)]), first)

@@ -1,20 +1,32 @@
 """Image metrics through torch-fidelity (bench/metrics/fidelity.py), the project classifier's feature
 space (bench/metrics/features.py) and the Stacked-MNIST mode count (bench/metrics/modes.py)."""
 
-import json
-
 import pytest
 import torch
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from bench.data import DATASETS, DataNotFound, check_available
+from bench.data import DATASETS
 from bench.data.images import mnist_arrays, resize_uint8
-from bench.metrics.features import (FEATURE_SPACES, INCEPTION, INCEPTION_ENV, LENET, LENET_STACKED, MIN_ACCURACY,
-                                    cache_dir, classifier_info, classify, inception_weights, resolve_feature_space)
+from bench.metrics.features import (
+    FEATURE_SPACES,
+    INCEPTION,
+    INCEPTION_ENV,
+    LENET,
+    LENET_STACKED,
+    MIN_ACCURACY,
+    N_HELDOUT,
+    cache_dir,
+    classifier_info,
+    classify,
+    feature_space_label,
+    inception_weights,
+    resolve_feature_space,
+)
 from bench.metrics.fidelity import fidelity_metrics
 from bench.metrics.modes import stacked_mode_metrics
+from tests.conftest import MNIST_T10K as MNIST
+from tests.conftest import require_data
 
-MNIST = {"name": "mnist", "image_size": 32, "source": "t10k"}
 STACKED = {**MNIST, "name": "stacked_mnist"}
 ALL = {"fid", "kid", "inception_score", "precision_recall"}
 
@@ -26,10 +38,7 @@ def build(block: dict, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def mnist():
-    try:
-        check_available(MNIST)
-    except DataNotFound as err:
-        pytest.skip(f"MNIST test set not on this machine: {err}")
+    require_data(MNIST)
     return build(MNIST)
 
 
@@ -48,7 +57,7 @@ def test_fid_small_for_real_data_large_for_noise(mnist):
     noise = torch.rand(500, 1, 32, 32) * 2 - 1
     same = fidelity_metrics(other, real, MNIST, LENET, ALL)
     far = fidelity_metrics(noise, real, MNIST, LENET, ALL)
-    assert same["feature_space"] == far["feature_space"] == LENET
+    assert same["feature_space"] == far["feature_space"] == feature_space_label(LENET)
     assert same["fid"] < 20 and far["fid"] > 200
     assert same["kid"] < 0.05 * far["kid"]
     assert same["inception_score"] > 8 > 2 > far["inception_score"]  # MNIST IS: at most 10 classes
@@ -79,7 +88,7 @@ def test_stacked_feature_space_scores_1000_modes(mnist):
     stacked = build(STACKED)
     out = fidelity_metrics(stacked.sample(1000), stacked.reference(1000), STACKED, LENET_STACKED,
                            {"inception_score", "fid"})
-    assert out["feature_space"] == LENET_STACKED
+    assert out["feature_space"] == feature_space_label(LENET_STACKED)
     assert out["inception_score"] > 50  # out of 1000 digit triples (at most 100 with 100 samples per split)
 
 
@@ -88,7 +97,7 @@ NO_INCEPTION = "Inception-v3 weights not on this machine (set $BENCH_INCEPTION_W
 
 
 @pytest.mark.skipif(inception_weights() is not None, reason="Inception weights present: auto picks them")
-def test_auto_falls_back_to_the_data_sets_classifier_only(monkeypatch):
+def test_auto_falls_back_to_the_data_sets_classifier_only(monkeypatch, lenet_classifier):
     assert resolve_feature_space("auto", "mnist")[0] == LENET
     assert resolve_feature_space("auto", "stacked_mnist")[0] == LENET_STACKED
     with pytest.raises(FileNotFoundError, match=INCEPTION_ENV):  # no offline space for CIFAR-10
@@ -117,7 +126,7 @@ def test_spec_accepts_exactly_the_known_feature_spaces():
     assert set(get_args(EvalConfig.model_fields["feature_space"].annotation)) == set(FEATURE_SPACES)
 
 
-def test_classifier_weights_and_accuracy_are_recorded():
-    path = next((cache_dir() / "classifiers").glob(f"{LENET}-*.json"))
-    info = json.loads(path.read_text())
-    assert info["n_heldout"] == 2000 and len(info["sha256"]) == 64
+def test_classifier_weights_and_accuracy_are_recorded(lenet_classifier):
+    info = classifier_info()  # this recipe's metadata, not some other recipe's in a shared cache
+    assert info["n_heldout"] == N_HELDOUT == 5000 and len(info["sha256"]) == 64
+    assert info["feature_space"] == "lenet-mnist[t10k-seed0:5000-9999]"

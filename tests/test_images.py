@@ -7,21 +7,13 @@ from PIL import Image
 
 from bench.data import DATASETS, DataNotFound, check_available
 from bench.data.images import DATA_ENV, data_root, read_idx
-from bench.spec import SpecError, parse_spec, expand
-
-MNIST_T10K = {"name": "mnist", "image_size": 32, "source": "t10k"}
+from bench.spec import SpecError, expand, parse_spec
+from tests.conftest import MNIST_T10K, require_data
 
 
 def build(block: dict, seed: int = 0):
     entry = DATASETS.entry(block["name"])
     return entry.obj(entry.params.model_validate({k: v for k, v in block.items() if k != "name"}), seed)
-
-
-def mnist_or_skip():
-    try:
-        check_available(MNIST_T10K)
-    except DataNotFound as err:
-        pytest.skip(f"MNIST test set not on this machine: {err}")
 
 
 def test_digits_offline_set():
@@ -52,17 +44,15 @@ def test_reference_is_held_out_from_training():
         data.reference(len(data.held_out) + 1)
 
 
-def test_mnist_t10k_from_the_genuine_idx_files():
-    mnist_or_skip()
+def test_mnist_t10k_from_the_genuine_idx_files(mnist_files):
     data = build(MNIST_T10K)
-    assert (len(data.train), len(data.held_out)) == (8000, 2000)
+    assert (len(data.train), len(data.held_out)) == (3000, 2000)  # the other 5,000 train the classifier
     assert data.sample(3).shape == (3, 1, 32, 32)
     labels = read_idx(next((data_root()[0] / "MNIST" / "raw").glob("t10k-labels-idx1-ubyte*")))
     assert labels.shape == (10000,) and set(labels.tolist()) == set(range(10))
 
 
-def test_stacked_mnist_stacks_three_different_digits():
-    mnist_or_skip()
+def test_stacked_mnist_stacks_three_different_digits(mnist_files):
     x = build({**MNIST_T10K, "name": "stacked_mnist"}).sample(16)
     assert x.shape == (16, 3, 32, 32)
     assert not torch.equal(x[:, 0], x[:, 1])
@@ -82,6 +72,12 @@ def test_missing_data_is_one_clear_error(tmp_path, monkeypatch):
         assert str(where) in message and DATA_ENV in message and "\n" not in message
         with pytest.raises(DataNotFound):  # building it fails the same way; no other data set is used
             build(block)
+
+
+def test_a_test_whose_data_is_absent_skips_saying_why(tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    with pytest.raises(pytest.skip.Exception, match=f"mnist data not on this machine: .*{tmp_path}"):
+        require_data(MNIST_T10K)
 
 
 def test_data_root_comes_from_env_first(tmp_path, monkeypatch):

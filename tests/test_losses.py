@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.losses import LOSSES, clip_weights_, gradient_penalty, stack_losses
+from bench.ensemble import stack_losses
+from bench.losses import LOSSES, clip_weights_, gradient_penalty
 from bench.spec import resolve_config
 from tests.conftest import tiny_base
 
@@ -27,14 +28,17 @@ def test_minimax_and_nonsaturating_on_hand_computed_values():
     for name in ("minimax", "nonsaturating"):
         assert build(name).critic(REAL, FAKE).item() == pytest.approx(expected_critic, rel=1e-6)
     # minimax G minimizes mean log(1 - D(G(z))); non-saturating G minimizes -mean log D(G(z))
-    assert build("minimax").generator(FAKE).item() == pytest.approx((log_sigmoid(-0.5) + log_sigmoid(3.0)) / 2, rel=1e-6)
-    assert build("nonsaturating").generator(FAKE).item() == pytest.approx(-(log_sigmoid(0.5) + log_sigmoid(-3.0)) / 2, rel=1e-6)
+    assert build("minimax").generator(FAKE).item() == pytest.approx((log_sigmoid(-0.5) + log_sigmoid(3.0)) / 2,
+                                                                    rel=1e-6)
+    assert build("nonsaturating").generator(FAKE).item() == pytest.approx(-(log_sigmoid(0.5) + log_sigmoid(-3.0)) / 2,
+                                                                          rel=1e-6)
 
 
 def test_wasserstein_losses_on_hand_computed_values():
     for name in ("wgan", "wgan-gp"):
         loss = build(name)
-        assert loss.critic(REAL, FAKE).item() == pytest.approx((0.5 - 3.0) / 2 - (2.0 - 1.0) / 2)  # -(E f(x) - E f(G(z)))
+        # -(E f(x) - E f(G(z)))
+        assert loss.critic(REAL, FAKE).item() == pytest.approx((0.5 - 3.0) / 2 - (2.0 - 1.0) / 2)
         assert loss.generator(FAKE).item() == pytest.approx(1.25)
         assert loss.family == "wasserstein"
     assert build("wgan", clip_value=0.05).clip_value == 0.05 and build("wgan").gp_lambda == 0
@@ -100,3 +104,14 @@ def test_stacked_losses_give_each_member_its_own_loss():
                           torch.stack([loss.critic(r, f) for loss, r, f in zip(members, real, fake)]))
     with pytest.raises(ValueError, match="clipping"):
         stack_losses([build("wgan"), build("wgan-gp")])
+
+
+def test_wgan_paper_preset_warms_the_critic_up_as_the_authors_code_does():
+    from bench.spec import resolve_config
+    from bench.train import critic_steps
+
+    paper = resolve_config({"dataset": {"name": "25gaussians"}, "loss": {"name": "wgan"}})
+    assert paper["train"]["critic_warmup"]
+    assert [critic_steps(paper, g) for g in (0, 24, 25, 499, 500, 501)] == [100, 100, 5, 5, 100, 5]
+    toy = resolve_config({"preset": "toy", "dataset": {"name": "25gaussians"}, "loss": {"name": "wgan"}})
+    assert not toy["train"]["critic_warmup"]  # gan_toy.py has none

@@ -4,7 +4,7 @@ data-facing layers keep fp32 resolution."""
 import pytest
 import torch
 
-from bench.models import stack
+from bench.ensemble import stack
 from bench.models.mlp import MLPCritic, MLPCriticParams, MLPGenerator, MLPGeneratorParams
 
 
@@ -42,7 +42,7 @@ def test_bf16_generator_samples_are_not_rounded_to_bf16():
 
 
 def test_only_a_critic_with_batch_norm_scores_samples_by_their_batch():
-    from bench.models import scores_each_sample_alone
+    from bench.ensemble import scores_each_sample_alone
 
     assert scores_each_sample_alone(MLPCritic(MLPCriticParams(batchnorm=False), (2,)))
     assert not scores_each_sample_alone(MLPCritic(MLPCriticParams(batchnorm=True), (2,)))
@@ -127,3 +127,142 @@ def test_written_out_input_gradient_equals_autograds_and_so_do_its_weight_gradie
 def test_a_critic_with_batch_norm_leaves_the_input_gradient_to_autograd():
     critic = stack(members(MLPCritic, MLPCriticParams(width=16, batchnorm=True)))
     assert critic.input_gradient(torch.randn(2, 8, 2)) is None
+
+
+def test_the_toy_preset_initializes_as_gan_toy_py():
+    import math as _math
+
+    from bench.models.mlp import MLPCritic, MLPCriticParams, MLPGenerator, MLPGeneratorParams
+    from bench.spec import resolve_config
+
+    config = resolve_config({"preset": "toy", "dataset": {"name": "25gaussians"}, "loss": {"name": "wgan-gp"}})
+    assert config["generator"]["init"] == config["critic"]["init"] == "gan_toy"
+    default = resolve_config({"dataset": {"name": "25gaussians"}, "loss": {"name": "wgan-gp"}})
+    assert default["critic"]["init"] == "torch"
+    torch.manual_seed(0)
+    for net in (MLPGenerator(MLPGeneratorParams(latent_dim=2, width=512, init="gan_toy"), (2,)),
+                MLPCritic(MLPCriticParams(width=512, init="gan_toy"), (2,))):
+        linears = [m for m in net.net if isinstance(m, torch.nn.Linear)]
+        for i, layer in enumerate(linears):
+            fan_out, fan_in = layer.weight.shape
+            # lib/ops/linear.py: 'he' U(+-sqrt(6 / fan_in)) hidden; the output layer's default 'glorot'
+            bound = _math.sqrt(6 / fan_in) if i < len(linears) - 1 else _math.sqrt(6 / (fan_in + fan_out))
+            w = layer.weight.abs()
+            assert w.max() <= bound and (layer.weight.numel() < 100 or w.max() > 0.95 * bound)
+            assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+
+
+# Options of the published 25-Gaussians setups (ablations/paper/pacgan_grid.yaml, veegan_grid.yaml).
+
+from bench.models.mlp import Maxout  # noqa: E402
+from bench.spec import SpecError, resolve_config  # noqa: E402
+
+
+def linears(net):
+    return [m for m in net.net if isinstance(m, torch.nn.Linear)]
+
+
+def test_a_maxout_unit_is_the_max_over_its_pieces():
+    torch.manual_seed(0)
+    critic = MLPCritic(MLPCriticParams(width=4, depth=2, activation="maxout", maxout_pieces=3), (2,))
+    first, maxout = critic.net[0], critic.net[1]
+    assert isinstance(maxout, Maxout) and first.out_features == 12
+    x = torch.randn(8, 2)
+    pieces = first(x).view(8, 4, 3)  # unit j: columns 3j .. 3j + 2
+    assert torch.equal(maxout(first(x)), pieces.max(dim=2).values)
+    assert torch.equal(critic.net[:2](x)[:, 1],
+                       torch.maximum(torch.maximum(pieces[:, 1, 0], pieces[:, 1, 1]), pieces[:, 1, 2]))
+
+
+@pytest.mark.parametrize("gain", [1.0, 1.4])
+def test_orthogonal_init_gives_w_wt_gain_squared_times_identity(gain):
+    torch.manual_seed(0)
+    net = MLPGenerator(MLPGeneratorParams(latent_dim=256, width=128, depth=3, activation="tanh", init="orthogonal",
+                                          init_gain=gain), (2,))
+    for layer in linears(net):
+        w = layer.weight  # (out, in): orthonormal along the shorter side
+        gram = w @ w.t() if w.shape[0] <= w.shape[1] else w.t() @ w
+        assert torch.allclose(gram, gain**2 * torch.eye(len(gram)), atol=1e-5)
+        assert not layer.bias.any()
+
+
+def test_normal_init_has_std_0_02_and_zero_biases():
+    torch.manual_seed(0)
+    net = MLPCritic(MLPCriticParams(width=200, depth=4, activation="maxout", maxout_pieces=5, init="normal_0.02"), (2,))
+    weights = torch.cat([layer.weight.flatten() for layer in linears(net)])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.02) and abs(weights.mean().item()) < 1e-3
+    assert all(not layer.bias.any() for layer in linears(net))
+
+
+def test_no_hidden_biases_when_bias_is_false():
+    params = MLPGeneratorParams(width=8, depth=3, batchnorm=True, bias=False, latent_dim=2)
+    layers = linears(MLPGenerator(params, (2,)))
+    assert [layer.bias is None for layer in layers] == [True, True, False]  # the output layer keeps its bias
+    stacked = stack(members(MLPGenerator, params))
+    assert [linear.bias is None for linear in stacked.linears] == [True, True, False]
+    assert len(list(stacked.parameters())) == 3 + 1 + 2 * 2  # 3 weights, the output bias, 2 batch norms x 2
+
+
+def test_a_packed_critic_scores_m_samples_concatenated():
+    torch.manual_seed(0)
+    critic = MLPCritic(MLPCriticParams(width=16, pack=4), (2,))
+    assert linears(critic)[0].in_features == 8
+    x = torch.randn(12, 2)
+    groups = torch.cat([x[0::4], x[1::4], x[2::4], x[3::4]], dim=1)  # pack i: samples 4i .. 4i + 3, side by side
+    assert torch.equal(critic(x), critic.net(groups).squeeze(1))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        critic(torch.randn(10, 2))
+
+
+@pytest.mark.parametrize("critic_params, generator_params", [
+    (dict(width=8, activation="maxout", maxout_pieces=5, init="normal_0.02", pack=2),
+     dict(width=16, batchnorm=True, bias=False, init="normal_0.02")),
+    (dict(width=16, activation="tanh", init="orthogonal", init_gain=1.4),
+     dict(width=16, activation="tanh", init="orthogonal", init_gain=1.4)),
+    (dict(width=16, activation="leaky_relu", bias=False), dict(width=4, activation="leaky_relu", bias=False)),
+])
+def test_a_stack_computes_each_members_output_with_every_option(critic_params, generator_params):
+    critics = members(MLPCritic, MLPCriticParams(**critic_params))
+    x = torch.randn(2, 8, 2)
+    assert not stack(critics).relu_mlp
+    assert torch.allclose(stack(critics)(x), torch.stack([c(xi) for c, xi in zip(critics, x)]), atol=1e-6)
+    generators = members(MLPGenerator, MLPGeneratorParams(latent_dim=3, **generator_params))
+    z = torch.randn(2, 8, 3)
+    assert torch.allclose(stack(generators)(z), torch.stack([g(zi) for g, zi in zip(generators, z)]), atol=1e-6)
+
+
+def test_activations_are_the_ones_asked_for():
+    for name, cls in [("relu", torch.nn.ReLU), ("tanh", torch.nn.Tanh), ("leaky_relu", torch.nn.LeakyReLU)]:
+        net = MLPGenerator(MLPGeneratorParams(width=8, depth=3, activation=name), (2,))
+        assert [type(m) for m in net.net if not isinstance(m, torch.nn.Linear)] == [cls, cls]
+
+
+@pytest.mark.parametrize("section, options, path", [
+    ("critic", {"activation": "sigmoid"}, "critic.activation"),
+    ("generator", {"activation": "maxout"}, "generator.activation"),  # maxout: critics only
+    ("critic", {"activation": "maxout"}, "critic.maxout_pieces"),  # pieces required
+    ("critic", {"maxout_pieces": 5}, "critic.maxout_pieces"),  # only with maxout
+    ("critic", {"activation": "maxout", "maxout_pieces": 1}, "critic.maxout_pieces"),
+    ("generator", {"init": "xavier"}, "generator.init"),
+    ("generator", {"init_gain": 1.4}, "generator.init_gain"),  # a gain only for orthogonal
+    ("critic", {"init": "orthogonal", "init_gain": 0}, "critic.init_gain"),
+    ("critic", {"pack": 0}, "critic.pack"),
+    ("critic", {"bias": "sometimes"}, "critic.bias"),
+])
+def test_bad_options_are_rejected_naming_the_field(section, options, path):
+    base = {"dataset": {"name": "25gaussians"}, "loss": {"name": "nonsaturating"}, section: options}
+    with pytest.raises(SpecError) as err:
+        resolve_config(base)
+    assert err.value.path == path and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("spec, path", [
+    ({"loss": {"name": "wgan-gp"}}, "critic.pack"),  # a per-sample penalty
+    ({"eval": {"n_samples": 2501}}, "eval.n_samples"),
+    ({"eval": {"metrics": ["modes", "critic_surface"]}}, "critic.pack"),
+])
+def test_a_packed_critic_refuses_what_needs_single_samples(spec, path):
+    base = {"dataset": {"name": "25gaussians"}, "loss": {"name": "nonsaturating"}, "critic": {"pack": 4}, **spec}
+    with pytest.raises(SpecError) as err:
+        resolve_config(base)
+    assert err.value.path == path

@@ -1,5 +1,5 @@
-"""bench/optim.py: an optimizer over FlatParameters makes the same updates as one over the module's own
-parameter tensors."""
+"""bench/optim.py: an optimizer over FlatParameters (bench/ensemble/parameters.py) makes the same updates as one
+over the module's own parameter tensors."""
 
 import copy
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.optim import FlatParameters, build_optimizer
+from bench.ensemble import FlatParameters
+from bench.optim import build_optimizer
 
 
 def net():
@@ -24,7 +25,7 @@ def test_flat_parameters_train_as_the_modules_own_tensors_do(optimizer):
     plain, flat_net = net(), net()
     flat = FlatParameters(flat_net)
     plain_opt = build_optimizer(optimizer, plain.parameters(), "critic")
-    flat_opt = build_optimizer(optimizer, [flat.flat], "critic")
+    flat_opt = build_optimizer(optimizer, flat.members, "critic")
     for _ in range(5):
         x = torch.randn(16, 3)
         plain_opt.zero_grad(set_to_none=True)

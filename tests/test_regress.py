@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from bench import regress as regress_cli
 from bench import store
-from reports.regression import RegressError, compare, load_runs
+from reports.regression import RegressError, compare, holm, load_runs, permutation_p
 from tests.synthetic_study import make_cell, store_cell
 
-MODES = {"nonsaturating": [14.0, 16.0, 15.0], "wgan-gp": [21.0, 22.0, 23.0]}
+MODES = {"nonsaturating": [14.0, 16.0, 15.0, 13.0, 17.0, 15.0, 14.0, 16.0],
+         "wgan-gp": [21.0, 22.0, 23.0, 20.0, 24.0, 22.0, 21.0, 23.0]}
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +24,7 @@ def run_dir(tmp_path_factory):
     study_dir = tmp_path_factory.mktemp("results") / "ci"
     for loss, modes in MODES.items():
         for seed, m in enumerate(modes):
-            final = {"modes_captured": m, "hq_fraction": 0.5 + 0.01 * seed, "w1_exact": 0.2 + 0.01 * seed}
+            final = {"modes_captured": m, "hq_fraction": 0.5 + 0.01 * (seed % 3), "w1_exact": 0.2 + 0.01 * (seed % 3)}
             store_cell(study_dir, make_cell("ci", {"loss.name": loss}, seed), final=final)
     store.write_merged(study_dir)
     return study_dir
@@ -55,12 +59,14 @@ def test_injected_regression_is_flagged(run_dir, runs, tmp_path, capsys):
     better.to_parquet(tmp_path / "runs.parquet")
     assert regress_cli.main([str(run_dir), "--baseline", str(tmp_path / "runs.parquet")]) == 1
     text = capsys.readouterr().out
-    assert "**REGRESSED**: 1 regression(s) in 1 config(s)" in text
+    assert "**REGRESSED**: 1 regression(s) in 1 config(s) (loss=wgan-gp: modes_captured)" in text
     cmp = compare(runs, better)
     assert verdict(cmp, "loss=wgan-gp", "modes_captured") == "regressed"
     row = cmp.rows[(cmp.rows["config"] == "loss=wgan-gp") & (cmp.rows["metric"] == "modes_captured")].iloc[0]
     assert row["delta"] == pytest.approx(-5.0) and row["tolerance"] == pytest.approx(0.1 * 27.0, rel=1e-6)
-    assert row["test"] == "Welch t" and row["p"] < 0.05
+    # 8 seeds a side, no overlap: 2 of the C(16, 8) splits are as extreme; Holm over the report's 8 tests
+    assert row["test"] == "permutation" and row["p"] == pytest.approx(2 / math.comb(16, 8))
+    assert row["p_holm"] == pytest.approx(8 * 2 / math.comb(16, 8))
     assert verdict(cmp, "loss=nonsaturating", "modes_captured") == "unchanged"
 
 
@@ -77,11 +83,43 @@ def test_direction_comes_from_the_catalogue(runs):
 def test_change_within_seed_noise_is_unchanged(runs):
     noisy = runs.copy()
     gp = noisy["loss.name"] == "wgan-gp"
-    noisy.loc[gp, "modes_captured"] = [12.0, 32.0, 25.0]  # mean 23 vs 22, but a wide spread over seeds
+    noisy.loc[gp, "modes_captured"] = [12.0, 32.0, 25.0, 15.0, 30.0, 20.0, 28.0, 14.0]  # mean 22: a wide spread
+    noisy.loc[gp, "modes_captured"] += 2
     cmp = compare(runs, noisy, rel_tol=0.01)
     row = cmp.rows[(cmp.rows["config"] == "loss=wgan-gp") & (cmp.rows["metric"] == "modes_captured")].iloc[0]
-    assert abs(row["delta"]) > row["tolerance"] and row["p"] >= 0.05
+    assert abs(row["delta"]) > row["tolerance"] and row["p_holm"] >= 0.01
     assert row["verdict"] == "unchanged" and "seed noise" in row["why"]
+
+
+def test_a_significant_change_needs_the_holm_adjusted_p():
+    """One metric of many at p just under alpha is what chance gives somewhere in a large report: the
+    verdict asks the adjusted p."""
+    base = pd.DataFrame({"study": "s", "config_id": "c", "seed": range(8), "status": "ok",
+                         "loss.name": "wgan-gp", "modes_captured": [20.0, 21, 22, 23, 24, 25, 26, 27]})
+    run = base.assign(modes_captured=base["modes_captured"] - 3)
+    cmp = compare(run, base, rel_tol=0.01, alpha=0.05)
+    row = cmp.rows[cmp.rows["metric"] == "modes_captured"].iloc[0]
+    assert row["p"] < 0.05 <= row["p_holm"] and row["verdict"] == "unchanged"  # 2 tests: ok cells, modes
+
+
+def test_permutation_p_is_exact_and_valid():
+    a, b = np.arange(8.0), np.arange(8.0) + 100
+    assert permutation_p(a, b) == pytest.approx(2 / math.comb(16, 8))  # every split enumerated
+    assert permutation_p(a, a.copy()) == 1.0 and permutation_p(np.zeros(8), np.zeros(8)) == 1.0
+    big_a, big_b = np.arange(16.0), np.arange(16.0) + 100  # C(32, 16) splits: random ones, a fixed seed
+    assert permutation_p(big_a, big_b) == pytest.approx(1 / 20_001) == permutation_p(big_a, big_b)
+    assert permutation_p(a, b, "median") < 0.01
+    rng = np.random.default_rng(1)  # two draws of one (skewed) distribution: p <= alpha at most alpha of the time
+    ps = np.array([permutation_p(rng.exponential(size=6), rng.exponential(size=6)) for _ in range(400)])
+    assert (ps <= 0.05).mean() <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 400)
+    x, y = rng.normal(size=20), rng.normal(0.8, size=20)  # large samples: close to Welch's t
+    assert permutation_p(x, y) == pytest.approx(stats.ttest_ind(x, y, equal_var=False).pvalue, abs=0.01)
+
+
+def test_holm():
+    p = pd.Series([0.01, math.nan, 0.04, 0.03])
+    assert holm(p).tolist()[0] == pytest.approx(0.03) and math.isnan(holm(p)[1])
+    assert holm(p)[2] == pytest.approx(0.06) and holm(p)[3] == pytest.approx(0.06)  # monotone step-down
 
 
 def test_single_seed_uses_the_tolerance_alone(runs):
@@ -95,9 +133,17 @@ def test_single_seed_uses_the_tolerance_alone(runs):
 
 def test_lost_cells_and_configs_are_regressions(runs):
     run = runs.copy()
-    run.loc[(run["loss.name"] == "wgan-gp") & (run["seed"] == 2), "status"] = "diverged"
+    gp = run["loss.name"] == "wgan-gp"
+    run.loc[gp & (run["seed"] == 2), "status"] = "diverged"  # chaos may do that on another machine
+    assert verdict(compare(run, runs), "loss=wgan-gp", "ok cells") == "unchanged"
+    run.loc[gp, "status"] = "diverged"  # every seed: not seed noise
     cmp = compare(run, runs)
     assert verdict(cmp, "loss=wgan-gp", "ok cells") == "regressed"
+    assert verdict(cmp, "loss=wgan-gp", "modes_captured") == "regressed"  # no ok seed left: metric missing
+    run = runs.copy()
+    run.loc[gp & (run["seed"] == 2), "status"] = "failed"  # a crash is code, not chaos
+    cmp = compare(run, runs)
+    assert verdict(cmp, "loss=wgan-gp", "ok cells") == "regressed" and "1 failed" in cmp.rows["why"].str.cat()
     only_gan = runs[runs["loss.name"] == "nonsaturating"]
     cmp = compare(only_gan, runs)
     assert verdict(cmp, "loss=wgan-gp", "(config)") == "regressed" and cmp.regressed

@@ -29,6 +29,15 @@ def test_run_stores_every_cell_and_a_rerun_resumes(tmp_path, run_cli):
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results/e2e/cells").iterdir()} == mtimes
 
 
+def test_a_wall_clock_study_trains_every_cell_alone_and_records_how(tmp_path, run_cli):
+    spec = write_spec(tmp_path, seeds=[0, 1, 2], wall_clock=True)
+    out = run_cli("run", spec, "--workers", "1", "--quiet")
+    assert out.returncode == 0, out.stderr
+    runs = pd.read_parquet(tmp_path / "results/e2e/runs.parquet")
+    assert list(runs["ensemble_size"]) == [1, 1, 1] and list(runs["workers"]) == [1, 1, 1]
+    assert set(runs["train.threads"]) == {1}
+
+
 def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(tmp_path, run_cli):
     # Batch norm cannot train on a batch of one sample: that cell raises at its first step.
     base = tiny_base(generator={"width": 16, "batchnorm": True})

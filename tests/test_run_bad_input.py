@@ -57,7 +57,9 @@ CASES = [
     ("deep-nesting", "[" * 5000 + "]" * 5000, [], ["invalid YAML", "nested too deeply"]),
     ("not-utf8", b"name: \xff\xfe\n", [], ["not UTF-8"]),
     # the spec's own fields
-    ("unknown-top-key", changed(matrx={"loss.name": ["wgan"]}), [], ["matrx", "Extra inputs"]),
+    ("unknown-top-key", changed(matrx={"loss.name": ["wgan"]}), [],
+     ["matrx: unknown key (allowed: name, description, data_root, wall_clock, base, seeds, matrix, exclude, include, "
+      "search, compare)"]),
     ("missing-name", changed(name=DROP), [], ["name", "required"]),
     ("name-not-string", changed(name=42), [], ["name", "valid string"]),
     ("name-traversal", changed(name="../escape"), [], ["name", "pattern"]),
@@ -82,7 +84,11 @@ CASES = [
     ("metric-needs-modes", changed(base__dataset={"name": "swissroll"}, base__eval={"metrics": ["modes"]}), [],
      ["eval.metrics[0]", "needs a data set tagged ['modes']"]),
     ("unknown-preset", changed(base__preset="paperz"), [], ["preset", "paperz"]),
-    ("unknown-train-option", changed(base__train={"epochs": 3}), [], ["train.epochs", "not an option"]),
+    ("unknown-train-option", changed(base__train={"epochs": 3}), [], ["base.train.epochs: not an option of train"]),
+    ("base-typo-with-matrix", changed(base__train={"bach_size": 4}, matrix={"loss.clip_value": [0.1, 0.01]}), [],
+     ["base.train.bach_size: not an option of train (options: batch_size, "]),
+    ("base-section-typo-with-matrix", changed(base__trian={}, matrix={"loss.clip_value": [0.1, 0.01]}), [],
+     ["base.trian: unknown key (allowed: preset, "]),
     ("option-of-other-loss", changed(base__loss={"name": "wgan-gp", "clip_value": 0.01}), [],
      ["loss.clip_value", "not an option of loss 'wgan-gp'"]),
     # types and ranges
@@ -102,6 +108,10 @@ CASES = [
     ("bad-precision", changed(base__train={"precision": "fp8"}), [], ["train.precision", "'fp32' or 'bf16'"]),
     ("zero-fixed-size", changed(base__dataset={"name": "25gaussians", "fixed_size": 0}), [], ["dataset.fixed_size"]),
     ("zero-eval-every", changed(base__eval={"every": 0}), [], ["eval.every"]),
+    ("feature-space-may-leak", changed(base__dataset={"name": "imagefolder", "path": "mnist_pngs"},
+                                       base__generator={"arch": "mlp"}, base__critic={"arch": "mlp"},
+                                       base__eval={"feature_space": "lenet-mnist"}), [],
+     ["eval.feature_space", "t10k-seed0:5000-9999", "'imagefolder'"]),
     # matrix, exclude, include
     ("matrix-empty", changed(matrix={}), [], ["matrix", "empty"]),
     ("matrix-empty-values", changed(matrix={"loss.clip_value": []}), [], ["matrix.loss.clip_value", "empty list"]),

@@ -19,9 +19,22 @@ from bench.run import main
 from bench.scheduler import run_local
 from bench.spec import Cell, expand, load, parse_spec
 from bench.train import train
-from tests.faultkit import (REPO, TIMING_COLUMNS, alive, assert_each_cell_once, bench_run, cell_files, curves_frame,
-                      descendants, env, kill, store_in_process, tiny_spec, wait_for, write_spec)
-
+from tests.faultkit import (
+    REPO,
+    TIMING_COLUMNS,
+    alive,
+    assert_each_cell_once,
+    bench_run,
+    cell_files,
+    curves_frame,
+    descendants,
+    env,
+    kill,
+    store_in_process,
+    tiny_spec,
+    wait_for,
+    write_spec,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -191,10 +204,19 @@ def _corrupt(path, how: str) -> None:
         path.write_bytes(data[: len(data) // 2])
     elif how == "empty":
         path.write_bytes(b"")
-    else:  # bytes flipped in the middle: the parquet footer still parses, the page checksum does not match
-        middle = len(data) // 2
-        data[middle : middle + 8] = bytes(b ^ 0xFF for b in data[middle : middle + 8])
+    else:  # bytes flipped inside a data page: the footer still parses, the page checksum does not match
+        end = _column_chunk_end(path, "curves")
+        data[end - 8 : end] = bytes(b ^ 0xFF for b in data[end - 8 : end])
         path.write_bytes(data)
+
+
+def _column_chunk_end(path, column: str) -> int:
+    """Offset just past a column chunk's bytes: the tail of its last data page (after that page's header)."""
+    row_group = pq.ParquetFile(path).metadata.row_group(0)
+    chunk = next(row_group.column(i) for i in range(row_group.num_columns)
+                 if row_group.column(i).path_in_schema.split(".")[0] == column)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    return start + chunk.total_compressed_size
 
 
 def test_corrupt_cell_files_are_reported_and_their_cells_rerun(tmp_path, capsys):

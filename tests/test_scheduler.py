@@ -28,7 +28,8 @@ def test_seeds_of_one_config_train_together_up_to_the_limit():
 
 def test_losses_of_one_structure_train_together_in_config_order():
     gan = cells([1, 0], loss={"name": "minimax"}) + cells([0], loss={"name": "nonsaturating"})
-    gp = cells([0], loss={"name": "wgan-gp", "gp_lambda": 10.0}) + cells([0], loss={"name": "wgan-gp", "gp_lambda": 1.0})
+    gp = (cells([0], loss={"name": "wgan-gp", "gp_lambda": 10.0})
+          + cells([0], loss={"name": "wgan-gp", "gp_lambda": 1.0}))
     groups = ensembles(gan + gp, workers=1, max_members=8)
     assert sorted([(c.config["loss"]["name"], c.seed) for c in g] for g in groups) == [
         [("minimax", 0), ("minimax", 1), ("nonsaturating", 0)], [("wgan-gp", 0)], [("wgan-gp", 0)]]
@@ -50,7 +51,7 @@ def test_the_costliest_groups_start_first():
 def test_cells_with_checkpoints_or_without_a_stacked_model_train_alone():
     checkpointed = cells(range(2), train={"generator_iters": 20, "batch_size": 32, "checkpoint_every": 10})
     dcgan = cells(range(2), dataset={"name": "digits", "image_size": 16},
-                  generator={"arch": "dcgan", "ngf": 8}, critic={"arch": "dcgan", "ndf": 8},
+                  generator={"arch": "dcgan", "ngf": 8}, critic={"arch": "dcgan", "ndf": 8, "norm": "layer"},
                   eval={"every": 10, "n_samples": 64, "metrics": []})
     assert sorted(map(len, ensembles(checkpointed + dcgan, workers=1, max_members=8))) == [1, 1, 1, 1]
 
@@ -65,16 +66,20 @@ def test_a_failing_ensemble_is_retrained_cell_by_cell(monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_study_stores_the_same_results_with_and_without_ensembles(tmp_path, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def test_a_study_stores_bitwise_the_same_results_however_it_is_scheduled(tmp_path):
+    # Alone on one worker (whose process has every core's threads) against stacked on two: the cells' own
+    # train.threads decide their arithmetic, the workers and stacks do not.
     matrix = cells([0, 1, 2], loss={"name": "wgan"}) + cells([0, 1, 2])
-    run_local(matrix, tmp_path / "alone", workers=2, ensemble=1, progress=False)
+    run_local(matrix, tmp_path / "alone", workers=1, ensemble=1, progress=False)
     report = run_local(matrix, tmp_path / "stacked", workers=2, ensemble=8, progress=False)
     assert sorted(map(sorted, report.groups)) == sorted(sorted(c.cell_id for c in g) for g in ensembles(matrix, 2, 8))
-    alone = store.load(tmp_path / "alone")["runs"].set_index("cell_id").sort_index()
-    stacked = store.load(tmp_path / "stacked")["runs"].set_index("cell_id").sort_index()
-    assert list(alone.index) == list(stacked.index) == sorted(c.cell_id for c in matrix)
-    assert set(alone["ensemble_size"]) == {1} and set(stacked["ensemble_size"]) == {3}
-    assert (stacked["status"] == "ok").all()
-    for metric in ["w1_exact", "modes_captured", "hq_fraction", "critic_loss"]:
-        assert stacked[metric].to_numpy() == pytest.approx(alone[metric].to_numpy(), rel=1e-3, abs=1e-4), metric
+    alone, stacked = store.load(tmp_path / "alone"), store.load(tmp_path / "stacked")
+    runs = {name: r["runs"].set_index("cell_id").sort_index() for name, r in (("alone", alone), ("stacked", stacked))}
+    assert list(runs["alone"].index) == list(runs["stacked"].index) == sorted(c.cell_id for c in matrix)
+    assert set(runs["alone"]["ensemble_size"]) == {1} and set(runs["stacked"]["ensemble_size"]) == {3}
+    assert (runs["stacked"]["status"] == "ok").all()
+    for metric in ["w1_exact", "modes_captured", "hq_fraction", "critic_loss", "generator_loss"]:
+        assert runs["stacked"][metric].tolist() == runs["alone"][metric].tolist(), metric
+    key = ["cell_id", "generator_iter", "metric"]
+    curves = [r["curves"].sort_values(key)[[*key, "value"]].reset_index(drop=True) for r in (alone, stacked)]
+    assert curves[0].equals(curves[1])

@@ -14,8 +14,17 @@ from bench import store
 from bench.scheduler import run_local, run_ray
 from bench.spec import expand, load, parse_spec
 from bench.train import train
-from tests.faultkit import (TIMING_COLUMNS, bench_run, cell_files, curves_frame, descendants, kill, tiny_spec, wait_for,
-                      write_spec)
+from tests.faultkit import (
+    TIMING_COLUMNS,
+    bench_run,
+    cell_files,
+    curves_frame,
+    descendants,
+    kill,
+    tiny_spec,
+    wait_for,
+    write_spec,
+)
 
 ray = pytest.importorskip("ray")
 
@@ -23,10 +32,11 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def cluster():
     """A Ray instance of this test process with 2 CPUs; yields its address."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the Ray workers
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as patch:  # later tests see the environment as it was
+        patch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))  # inherited by the Ray workers
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        yield ray.get_runtime_context().gcs_address
+        ray.shutdown()
 
 
 def comparable(tables: dict) -> tuple[pd.DataFrame, pd.DataFrame]:

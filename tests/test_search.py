@@ -82,9 +82,11 @@ def test_non_scalar_choices_round_trip_through_labels(tmp_path):
     [
         (lambda d: d.pop("search"), "search: required"),
         (lambda d: d["search"].pop("n_trials"), "search.n_trials: Field required"),
-        (lambda d: d["search"]["objective"].update(metric="fidd"), "search.objective.metric: unknown metric column 'fidd'"),
+        (lambda d: d["search"]["objective"].update(metric="fidd"),
+         "search.objective.metric: unknown metric column 'fidd'"),
         (lambda d: d["search"]["objective"].update(metric="w_estimate"),
-         "search.objective.metric: 'w_estimate' is not produced by eval.metrics ['modes', 'w1_exact'] (add w_estimate)"),
+         "search.objective.metric: 'w_estimate' is not produced by eval.metrics ['modes', 'w1_exact'] "
+         "(add w_estimate)"),
         (lambda d: d["search"]["objective"].update(direction="minimize"),
          "search.objective.direction: 'modes_captured' is better higher: use maximize"),
         (lambda d: d["search"]["objective"].update(metric="critic_loss"), "search.objective.direction: required"),
@@ -97,7 +99,13 @@ def test_non_scalar_choices_round_trip_through_labels(tmp_path):
         (lambda d: d["search"]["space"]["optimizer.name"].update(choices=["adam", "adam"]), "choices must be distinct"),
         (lambda d: d["search"]["space"]["optimizer.name"].update(type="choice"),
          "search.space.optimizer.name.type: must be one of float, int, categorical"),
-        (lambda d: d["search"]["space"]["train.n_critic"].update(lo=1), "search.space.train.n_critic.lo: Extra inputs"),
+        (lambda d: d["base"].update(train={"bach_size": 4}), "base.train.bach_size: not an option of train"),
+        (lambda d: d["search"].update(n_trails=3),
+         "search.n_trails: unknown key (allowed: objective, n_trials, sampler, pruner, space, enqueue, budget)"),
+        (lambda d: d["search"]["objective"].update(metrc="w1_exact"),
+         "search.objective.metrc: unknown key (allowed: metric, direction)"),
+        (lambda d: d["search"]["space"]["train.n_critic"].update(lo=1),
+         "search.space.train.n_critic.lo: unknown key (allowed: type, low, high, log, step)"),
         (lambda d: d["search"]["space"].update({"optimizer.lrr": {"type": "float", "low": 1e-5, "high": 1e-3}}),
          "search.space.optimizer.lrr: 1e-05 gives an invalid config: optimizer.lrr: not an option of optimizer"),
         (lambda d: d["search"]["space"].update({"bogus.path": {"type": "int", "low": 1, "high": 2}}),
@@ -114,8 +122,10 @@ def test_non_scalar_choices_round_trip_through_labels(tmp_path):
         (lambda d: d["search"].update(sampler={"name": "grid"}),
          "search.space.loss.clip_value: the grid sampler needs a step for float parameters"),
         (lambda d: d["search"].update(sampler={"name": "bayes"}), "search.sampler.name: Input should be"),
-        (lambda d: d["search"].update(enqueue=[{"train.n_critic": 50}]), "search.enqueue[0].train.n_critic: 50 is outside [1, 10]"),
-        (lambda d: d["search"].update(enqueue=[{"optimizer.lr": 1e-3}]), "search.enqueue[0].optimizer.lr: not a parameter"),
+        (lambda d: d["search"].update(enqueue=[{"train.n_critic": 50}]),
+         "search.enqueue[0].train.n_critic: 50 is outside [1, 10]"),
+        (lambda d: d["search"].update(enqueue=[{"optimizer.lr": 1e-3}]),
+         "search.enqueue[0].optimizer.lr: not a parameter"),
     ],
 )
 def test_invalid_search_specs_are_one_line_errors(tmp_path, edit, expected):
@@ -143,4 +153,4 @@ def test_fingerprint_ignores_the_trial_budget_only(tmp_path):
 
 def test_an_invalid_base_is_reported_as_such(tmp_path):
     message = error(tmp_path, lambda d: d["base"]["dataset"].update(name="50gaussians"))
-    assert "search.yaml: dataset.name: unknown dataset '50gaussians' (known: 25gaussians, 8gaussians, " in message
+    assert "search.yaml: base.dataset.name: unknown dataset '50gaussians' (known: 25gaussians, 8gaussians, " in message

@@ -23,16 +23,31 @@ def write(tmp_path, data) -> str:
 
 
 def test_matrix_is_a_cartesian_product_times_seeds():
-    cells = expand(spec(seeds=[0, 1, 2], matrix={"loss.name": ["wgan", "wgan-gp"], "critic.batchnorm": [True, False]}))
+    cells = expand(spec(seeds=[0, 1, 2], matrix={"loss.name": ["wgan", "minimax"], "critic.batchnorm": [True, False]}))
     assert len(cells) == 2 * 2 * 3
     combos = {(c.config["loss"]["name"], c.config["critic"]["batchnorm"], c.seed) for c in cells}
     assert len(combos) == 12
 
 
+@pytest.mark.parametrize("critic", [{"arch": "mlp", "batchnorm": True}, {"arch": "dcgan", "norm": "batch"}])
+def test_a_gradient_penalty_with_a_batchnorm_critic_is_rejected_unless_opted_in(critic):
+    dataset = {"name": "digits"} if critic["arch"] == "dcgan" else {"name": "8gaussians"}
+    generator = {"arch": critic["arch"]}
+    field = "critic.norm" if "norm" in critic else "critic.batchnorm"
+    with pytest.raises(SpecError, match=rf"{field}: .*WGAN-GP section 4.*exclude:.*allow_batchnorm_critic"):
+        resolve_config(tiny_base(dataset=dataset, generator=generator, critic=critic, loss={"name": "wgan-gp"}))
+    opted_in = resolve_config(tiny_base(dataset=dataset, generator=generator, critic=critic,
+                                        loss={"name": "wgan-gp", "allow_batchnorm_critic": True}))
+    assert opted_in["loss"]["allow_batchnorm_critic"]
+    resolve_config(tiny_base(critic={"batchnorm": True}, loss={"name": "wgan"}))  # clipping: no penalty, no rule
+
+
 def test_dict_values_replace_the_whole_block():
     base = tiny_base(loss={"name": "wgan", "clip_value": 0.1})
-    cells = expand(parse_spec({"name": "t", "base": base, "matrix": {"loss": [{"name": "wgan-gp"}, {"name": "minimax"}]}}))
-    assert [c.config["loss"] for c in cells] == [{"name": "wgan-gp", "gp_lambda": 0.1}, {"name": "minimax"}]
+    cells = expand(parse_spec({"name": "t", "base": base,
+                               "matrix": {"loss": [{"name": "wgan-gp"}, {"name": "minimax"}]}}))
+    assert [c.config["loss"] for c in cells] == [{"name": "wgan-gp", "gp_lambda": 0.1, "allow_batchnorm_critic": False},
+                                                  {"name": "minimax"}]
 
 
 def test_exclude_drops_matching_cells_and_include_adds_cells():
@@ -60,8 +75,10 @@ def test_presets_fill_only_what_the_spec_leaves_unset():
     wgan = resolve_config({**tiny_base(), "preset": "paper", "loss": {"name": "wgan"}})
     assert (wgan["optimizer"]["name"], wgan["optimizer"]["lr"], wgan["loss"]["clip_value"]) == ("rmsprop", 5e-5, 0.01)
     # A value the spec gives wins; an optimizer other than the preset's keeps only the preset's lr.
-    mine = resolve_config({**tiny_base(), "optimizer": {"name": "rmsprop"}, "loss": {"name": "wgan-gp", "gp_lambda": 3}})
-    assert mine["optimizer"]["name"] == "rmsprop" and mine["optimizer"]["lr"] == 1e-4 and "betas" not in mine["optimizer"]
+    mine = resolve_config({**tiny_base(), "optimizer": {"name": "rmsprop"},
+                           "loss": {"name": "wgan-gp", "gp_lambda": 3}})
+    assert mine["optimizer"]["name"] == "rmsprop" and mine["optimizer"]["lr"] == 1e-4
+    assert "betas" not in mine["optimizer"]
     assert mine["loss"]["gp_lambda"] == 3.0
 
 
@@ -106,22 +123,29 @@ def test_expansion_size_and_unique_ids(widths, seeds, losses):
 
 BAD = [
     ("unknown top-level key", {"name": "t", "base": tiny_base(), "matirx": {}}, "matirx"),
-    ("unknown config key", {"name": "t", "base": {**tiny_base(), "trian": {}}}, "trian"),
-    ("unknown option", {"name": "t", "base": tiny_base(critic={"widht": 3})}, "critic.widht"),
-    ("wrong type", {"name": "t", "base": tiny_base(train={"batch_size": "many"})}, "train.batch_size"),
-    ("out of range", {"name": "t", "base": tiny_base(train={"batch_size": 0})}, "train.batch_size"),
-    ("negative clip", {"name": "t", "base": tiny_base(loss={"name": "wgan", "clip_value": -1})}, "loss.clip_value"),
-    ("unknown loss", {"name": "t", "base": tiny_base(loss={"name": "wgan-pg"})}, "loss.name"),
-    ("unknown dataset", {"name": "t", "base": tiny_base(dataset={"name": "cifar11"})}, "dataset.name"),
-    ("unknown generator", {"name": "t", "base": tiny_base(generator={"arch": "resnet9000"})}, "generator.arch"),
-    ("unknown optimizer", {"name": "t", "base": tiny_base(optimizer={"name": "adamw2"})}, "optimizer.name"),
-    ("unknown metric", {"name": "t", "base": tiny_base(eval={"metrics": ["fidd"]})}, "eval.metrics[0]"),
-    ("metric the data cannot give", {"name": "t", "base": tiny_base(dataset={"name": "swissroll"}, eval={"metrics": ["modes"]})}, "eval.metrics[0]"),
-    ("clip value on wgan-gp", {"name": "t", "base": tiny_base(loss={"name": "wgan-gp", "clip_value": 0.01})}, "loss.clip_value"),
-    ("clip value on wgan-gp in a cell", {"name": "t", "base": tiny_base(loss={"name": "wgan", "clip_value": 0.01}), "matrix": {"loss.name": ["wgan", "wgan-gp"]}}, "loss.clip_value"),
+    ("unknown config key", {"name": "t", "base": {**tiny_base(), "trian": {}}}, "base.trian"),
+    ("unknown option", {"name": "t", "base": tiny_base(critic={"widht": 3})}, "base.critic.widht"),
+    ("wrong type", {"name": "t", "base": tiny_base(train={"batch_size": "many"})}, "base.train.batch_size"),
+    ("out of range", {"name": "t", "base": tiny_base(train={"batch_size": 0})}, "base.train.batch_size"),
+    ("negative clip", {"name": "t", "base": tiny_base(loss={"name": "wgan", "clip_value": -1})},
+     "base.loss.clip_value"),
+    ("unknown loss", {"name": "t", "base": tiny_base(loss={"name": "wgan-pg"})}, "base.loss.name"),
+    ("unknown dataset", {"name": "t", "base": tiny_base(dataset={"name": "cifar11"})}, "base.dataset.name"),
+    ("unknown generator", {"name": "t", "base": tiny_base(generator={"arch": "resnet9000"})}, "base.generator.arch"),
+    ("unknown optimizer", {"name": "t", "base": tiny_base(optimizer={"name": "adamw2"})}, "base.optimizer.name"),
+    ("unknown metric", {"name": "t", "base": tiny_base(eval={"metrics": ["fidd"]})}, "base.eval.metrics[0]"),
+    ("metric the data cannot give",
+     {"name": "t", "base": tiny_base(dataset={"name": "swissroll"}, eval={"metrics": ["modes"]})},
+     "base.eval.metrics[0]"),
+    ("clip value on wgan-gp", {"name": "t", "base": tiny_base(loss={"name": "wgan-gp", "clip_value": 0.01})},
+     "base.loss.clip_value"),
+    ("clip value on wgan-gp in a cell",
+     {"name": "t", "base": tiny_base(loss={"name": "wgan", "clip_value": 0.01}),
+      "matrix": {"loss.name": ["wgan", "wgan-gp"]}},
+     "loss.clip_value"),
     ("empty matrix", {"name": "t", "base": tiny_base(), "matrix": {}}, "matrix"),
     ("empty value list", {"name": "t", "base": tiny_base(), "matrix": {"critic.width": []}}, "matrix.critic.width"),
-    ("missing loss", {"name": "t", "base": {"dataset": {"name": "8gaussians"}}}, "loss.name"),
+    ("missing loss", {"name": "t", "base": {"dataset": {"name": "8gaussians"}}}, "base.loss.name"),
     ("bad study name", {"name": "../evil", "base": tiny_base()}, "name"),
     ("seeds not a list", {"name": "t", "base": tiny_base(), "seeds": 3}, "seeds"),
     ("exclude on nothing", {"name": "t", "base": tiny_base(), "exclude": [{"loss.nme": "x"}]}, "exclude[0].loss.nme"),
@@ -138,6 +162,27 @@ def test_bad_input_is_one_line_naming_file_and_path(tmp_path, case, data, path):
     assert message.startswith(f"{file}: {path}: "), message
 
 
+def image_base(dataset: dict, feature_space: str) -> dict:
+    mlp = {"arch": "mlp", "width": 16}
+    return tiny_base(dataset=dataset, generator=mlp, critic=mlp, eval={"feature_space": feature_space})
+
+
+@pytest.mark.parametrize("dataset", [{"name": "imagefolder", "path": "digits_as_pngs"}, {"name": "cifar10"},
+                                     {"name": "25gaussians"}])
+@pytest.mark.parametrize("space", ["lenet-mnist", "lenet-stacked-mnist"])
+def test_a_classifier_space_is_refused_for_data_sets_that_may_hold_its_training_images(dataset, space):
+    with pytest.raises(SpecError) as err:
+        resolve_config(image_base(dataset, space))
+    assert err.value.path == "eval.feature_space" and "\n" not in str(err.value)
+    assert "t10k-seed0:5000-9999" in err.value.reason and repr(dataset["name"]) in err.value.reason
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "stacked_mnist", "digits"])
+def test_a_classifier_space_is_accepted_for_data_sets_built_disjoint_from_its_training_images(dataset):
+    for space in ("lenet-mnist", "lenet-stacked-mnist", "auto", "inception-v3-compat"):
+        assert resolve_config(image_base({"name": dataset}, space))
+
+
 @pytest.mark.parametrize(
     "text,reason",
     [("name: t\nbase: {dataset: [unclosed\n", "invalid YAML: line"), ("- just\n- a list\n", "must be a YAML mapping")],
@@ -150,3 +195,39 @@ def test_bad_yaml(tmp_path, text, reason):
 def test_missing_file(tmp_path):
     with pytest.raises(SpecError, match="file not found"):
         load(tmp_path / "nope.yaml")
+
+
+TRAIN_OPTIONS = "batch_size, n_critic, generator_iters, precision, threads, checkpoint_every, critic_warmup"
+SPEC_KEYS = "name, description, data_root, wall_clock, base, seeds, matrix, exclude, include, search, compare"
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        ({"base": {**tiny_base(), "trian": {}}, "matrix": {"critic.width": [8, 16]}},
+         "base.trian: unknown key (allowed: preset, dataset, generator, critic, loss, optimizer, train, eval)"),
+        ({"base": tiny_base(train={"bach_size": 4}), "matrix": {"critic.width": [8, 16]}},
+         f"base.train.bach_size: not an option of train (options: {TRAIN_OPTIONS})"),
+        ({"base": tiny_base(train={"bach_size": 4}), "include": [{"critic.width": 8}]},
+         f"base.train.bach_size: not an option of train (options: {TRAIN_OPTIONS})"),
+        ({"base": tiny_base(train={"bach_size": 4})},
+         f"base.train.bach_size: not an option of train (options: {TRAIN_OPTIONS})"),
+        ({"base": tiny_base(), "seed": [0]}, f"seed: unknown key (allowed: {SPEC_KEYS})"),
+    ],
+    ids=["section-with-matrix", "option-with-matrix", "option-with-include", "option-alone", "top-level"],
+)
+def test_a_typo_names_where_it_is_written_and_lists_the_allowed_keys(tmp_path, data, reason):
+    """A typo in ``base`` is the base's error, not the first cell's; a top-level typo lists the allowed keys."""
+    file = write(tmp_path, {"name": "t", **data})
+    with pytest.raises(SpecError) as err:
+        load(file)
+    assert str(err.value) == f"{file}: {reason}"
+
+
+def test_an_error_only_some_cells_have_names_the_cell(tmp_path):
+    base = tiny_base(loss={"name": "wgan", "clip_value": 0.01})
+    file = write(tmp_path, {"name": "t", "base": base, "matrix": {"loss.name": ["wgan", "wgan-gp"]}})
+    with pytest.raises(SpecError) as err:
+        load(file)
+    assert str(err.value) == (f"{file}: loss.clip_value: not an option of loss 'wgan-gp' "
+                              "(options: gp_lambda, allow_batchnorm_critic) (cell: loss.name='wgan-gp')")

@@ -1,16 +1,19 @@
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from bench import store
 from bench.spec import expand, parse_spec
 from bench.train import RunResult
 from tests.conftest import tiny_base
 
-PROV = {"torch_version": "x", "bench_version": "y", "python_version": "z", "numpy_version": "n", "git_sha": "abc", "host": "h"}
+PROV = {"torch_version": "x", "bench_version": "y", "python_version": "z", "numpy_version": "n", "git_sha": "abc",
+        "host": "h"}
 
 
 def cells():
-    return expand(parse_spec({"name": "s", "base": tiny_base(), "seeds": [0, 1], "matrix": {"loss.name": ["wgan", "wgan-gp"]}}))
+    return expand(parse_spec({"name": "s", "base": tiny_base(), "seeds": [0, 1],
+                              "matrix": {"loss.name": ["wgan", "wgan-gp"]}}))
 
 
 def result(status="ok", w=0.5):
@@ -55,3 +58,23 @@ def test_truncated_cell_file_is_reported_and_counts_as_not_done(tmp_path):
     assert readable == [store.cell_path(tmp_path, good.cell_id)] and len(problems) == 1
     assert store.done_cells(tmp_path) == {good.cell_id}
     assert len(store.load(tmp_path)["runs"]) == 1
+
+
+def test_damage_anywhere_in_a_cell_file_is_detected(tmp_path):
+    """A flipped byte in a data page (page checksum) or in the footer that names the columns (content digest)
+    makes the cell not done; parquet alone reads a renamed column back without complaint."""
+    cell = cells()[0]
+    path = store.write_cell(tmp_path, cell, result(), PROV)
+    intact = path.read_bytes()
+    footer_start = len(intact) - 8 - int.from_bytes(intact[-8:-4], "little")
+    name_at = intact.index(b"generator_iters", footer_start)
+    data_at = pq.ParquetFile(path).metadata.row_group(0).column(0).data_page_offset
+    data_end = data_at + pq.ParquetFile(path).metadata.row_group(0).column(0).total_compressed_size
+    for offset in [name_at, data_end - 1]:
+        damaged = bytearray(intact)
+        damaged[offset] ^= 0x01
+        path.write_bytes(bytes(damaged))
+        assert store.scan(tmp_path) == ([], [store.scan(tmp_path)[1][0]])
+        assert store.done_cells(tmp_path) == set()
+    path.write_bytes(intact)
+    assert store.scan(tmp_path) == ([path], [])

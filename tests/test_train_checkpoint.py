@@ -18,7 +18,6 @@ from bench.train import Hooks, train
 from tests.faultkit import PLUGIN_DIR, REPO, env, kill, tiny_spec, wait_for
 
 
-
 @pytest.fixture
 def probe_cell(monkeypatch):
     """A cell measured by the test-only ``probe`` metric (a number, a label and an array per evaluation),

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -32,14 +31,6 @@ TINY = {
 LR = {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only contend
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_spec(tmp_path: Path, search: dict, name: str = "tiny", seeds=(0,), **base) -> Path:
     path = tmp_path / f"{name}.yaml"
     data = {"name": name, "base": {**TINY, **base}, "seeds": list(seeds), "search": search}
@@ -56,7 +47,8 @@ def tune_main(spec: Path, tmp_path: Path, *args: str) -> int:
 
 
 def launch(spec: Path, tmp_path: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([sys.executable, "-m", "bench.tune", str(spec), "--results-dir", str(tmp_path / "results"),
                              "--quiet", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -64,7 +56,8 @@ def launch(spec: Path, tmp_path: Path, *args: str) -> subprocess.Popen:
 def test_search_end_to_end(tmp_path):
     search = {"objective": {"metric": "w1_exact"}, "n_trials": 3, "sampler": {"name": "random", "seed": 0},
               "pruner": {"name": "none"},
-              "space": {"optimizer.lr": LR, "optimizer.betas": {"type": "categorical", "choices": [[0.5, 0.9], [0.0, 0.9]]}}}
+              "space": {"optimizer.lr": LR,
+                        "optimizer.betas": {"type": "categorical", "choices": [[0.5, 0.9], [0.0, 0.9]]}}}
     spec = write_spec(tmp_path, search, seeds=(0, 1))
     assert tune_main(spec, tmp_path) == 0
 
@@ -154,7 +147,8 @@ def test_samplers_and_pruners_are_optunas(tmp_path, name, cls):
 
 
 def test_grid_search_ends_when_the_grid_is_exhausted(tmp_path):
-    search = {"objective": {"metric": "w1_exact"}, "n_trials": 5, "sampler": {"name": "grid"}, "pruner": {"name": "none"},
+    search = {"objective": {"metric": "w1_exact"}, "n_trials": 5, "sampler": {"name": "grid"},
+              "pruner": {"name": "none"},
               "space": {"optimizer.lr": {"type": "categorical", "choices": [1e-3, 3e-3]}}}
     assert tune_main(write_spec(tmp_path, search), tmp_path) == 0
     trials = study_of(tmp_path).get_trials()
@@ -187,6 +181,16 @@ def test_bad_sampler_option_is_bad_input(tmp_path, capsys):
     assert err.startswith("error: search.sampler:") and "n_startup_trialz" in err and "\n" not in err
 
 
+def test_ray_options_without_ray_are_bad_input(tmp_path, capsys, monkeypatch):
+    spec = write_spec(tmp_path, {"objective": {"metric": "w1_exact"}, "n_trials": 1, "space": {"optimizer.lr": LR}})
+    assert tune_main(spec, tmp_path, "--ray-address", "head:6379") == 2
+    assert capsys.readouterr().err.strip() == "error: --ray-address: needs --executor ray"
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    assert tune_main(spec, tmp_path, "--executor", "ray") == 2
+    assert capsys.readouterr().err.strip() == 'error: --executor: ray is not installed (pip install -e ".[ray]")'
+    assert not (tmp_path / "results").exists()
+
+
 @pytest.mark.slow
 def test_two_processes_share_one_study(tmp_path):
     n = 4
@@ -205,7 +209,8 @@ def test_two_processes_share_one_study(tmp_path):
     assert sorted(runs["trial"]) == [t.number for t in trials]  # every trial stored once, none lost
 
 
-def interrupt_first_trial(tmp_path: Path, n_trials: int, sig: int, *args: str) -> tuple[subprocess.Popen, optuna.trial.FrozenTrial]:
+def interrupt_first_trial(tmp_path: Path, n_trials: int, sig: int,
+                          *args: str) -> tuple[subprocess.Popen, optuna.trial.FrozenTrial]:
     """Start a search of slow trials, send ``sig`` once its first trial has reported; the process and that trial."""
     search = {"objective": {"metric": "hq_fraction"}, "n_trials": n_trials, "sampler": {"name": "random", "seed": 0},
               "pruner": {"name": "none"}, "space": {"optimizer.lr": LR}}

@@ -6,7 +6,9 @@ the same for a given seed, independent of training), ``state_dict()`` / ``load_s
 position for checkpoints. Registry metadata: ``tags`` (what metrics may ask of it: ``toy``, ``modes``,
 ``images``), ``defaults`` (dotted config values it implies, e.g. ``generator.latent_dim``) and
 ``default_metrics``; ``locate``, for data sets read from files, a cheap check ``(params) -> None`` that
-raises ``DataNotFound`` (used by ``check_available`` before a run starts).
+raises ``DataNotFound`` (used by ``check_available`` before a run starts); ``classifier_space``, the project
+classifier's feature space that ``eval.feature_space: auto`` falls back to - declared only by data sets that
+never serve the classifier's training images (``bench.spec`` refuses a classifier space for the others).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def check_available(block: dict) -> None:
     entry = DATASETS.entry(block["name"])
     locate = entry.meta.get("locate")
     if locate is not None:
-        locate(entry.params.model_validate({k: v for k, v in block.items() if k != "name"}))
+        locate(DATASETS.params_of(block, "name"))
 
 
 from bench.data import images, toy  # noqa: E402,F401  (registers the data sets)

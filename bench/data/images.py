@@ -6,6 +6,15 @@ the cell's seeded data stream; ``reference(n)`` is the first ``n`` images of a f
 held-out images - the same for every seed, so real-data feature statistics are computed once per
 (data set, feature space, n) and cached (``bench.metrics.fidelity``).
 
+**MNIST splits.** The project's classifier (``bench.metrics.features``, the ``lenet-mnist`` feature space)
+trains on MNIST test images, so the 10,000 test images are cut by position in one fixed permutation
+(``SPLIT_SEED``): positions 5,000-9,999 train the classifier (``CLASSIFIER_TRAIN``) and no data set ever
+serves them; positions 0-4,999 are the data. ``source: t10k`` trains the GAN on positions 2,000-4,999 and
+takes its reference images from positions 0-1,999; ``source: full`` trains it on the 60,000 training images
+and takes its reference images from positions 0-4,999. So a feature space never has seen a reference image
+or a GAN's training image (``tests/test_features.py`` checks it by hashing the images of every shipped spec
+and source). ``digits`` and the other sets share no image with MNIST.
+
 **Data root** (the first that applies): the environment variable ``BENCH_DATA``; the spec's top-level
 ``data_root`` (``bench.run`` passes it to its workers as ``BENCH_DATA``); otherwise ``<repo>/data`` if it
 exists, else ``<repo>/../shared/data`` (this project's CI layout). It is a machine setting, never part of a
@@ -21,6 +30,9 @@ import argparse
 import gzip
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,11 +67,28 @@ def default_roots() -> list[Path]:
     return [repo / "data", repo.parent / "shared" / "data"]
 
 
+# The spec's data_root while bench.run checks and calibrates in its own process (its workers get $BENCH_DATA)
+_spec_root: ContextVar[Path | None] = ContextVar("spec_data_root", default=None)
+
+
+@contextmanager
+def spec_data_root(root: Path | None) -> Iterator[None]:
+    """``root`` as the data root of this process while the block runs, unless ``$BENCH_DATA`` is set; nothing
+    (no environment variable) is left behind."""
+    token = _spec_root.set(root)
+    try:
+        yield
+    finally:
+        _spec_root.reset(token)
+
+
 def data_root() -> tuple[Path, str]:
     """The data root and a note on where it came from (see the module docstring)."""
     env = os.environ.get(DATA_ENV)
     if env:
-        return Path(env).expanduser().resolve(), f"from ${DATA_ENV} or the spec's data_root"
+        return Path(env).expanduser().resolve(), f"from ${DATA_ENV}"
+    if _spec_root.get() is not None:
+        return _spec_root.get(), "from the spec's data_root"
     roots = default_roots()
     root = next((r for r in roots if r.is_dir()), roots[0])
     return root, f"default: the first existing of {', '.join(map(str, roots))}"
@@ -170,7 +199,12 @@ class StackedImageDataset(ImageDataset):
 
 MNIST_TRAIN = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 MNIST_T10K = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-MNIST_T10K_TRAIN = 8000  # source t10k: 8,000 training / 2,000 held-out images of the MNIST test set
+# Positions in the fixed permutation (SPLIT_SEED) of the 10,000 MNIST test images (see the module docstring):
+T10K_REFERENCE = slice(0, 2000)  # source t10k: the reference images
+T10K_TRAIN = slice(2000, 5000)  # source t10k: the GAN's training images
+FULL_REFERENCE = slice(0, 5000)  # source full: the reference images (the GAN trains on the 60,000 training images)
+CLASSIFIER_TRAIN = slice(5000, 10000)  # the classifier's training images: no data set serves them
+CLASSIFIER_SPLIT = f"t10k-seed{SPLIT_SEED}:{CLASSIFIER_TRAIN.start}-{CLASSIFIER_TRAIN.stop - 1}"  # its name
 
 
 def read_idx(path: Path) -> Tensor:
@@ -201,23 +235,27 @@ class MNISTParams(Params):
     image_size: int = Field(32, ge=8, description="side in pixels (28 -> image_size, antialiased bilinear)")
     source: Literal["full", "t10k"] = Field(
         "full",
-        description="full: the 60,000 training images, reference = the 10,000 test images (torchvision's "
-        "MNIST); t10k: only the test-set file, split into 8,000 training / 2,000 held-out images",
+        description="full: the 60,000 training images, reference = the 5,000 test images the classifier did not "
+        "train on; t10k: only the test-set file, 3,000 training / 2,000 reference images of those 5,000",
     )
+
+
+def _missing(names: tuple[str, ...]) -> list[Path]:
+    return [_mnist_raw() / f"{n}[.gz]" for n in names if _find_idx(n) is None]
 
 
 def locate_mnist(params: MNISTParams) -> None:
     if params.source == "t10k":
-        missing = [n for n in MNIST_T10K if _find_idx(n) is None]
+        missing = _missing(MNIST_T10K)
         if missing:
             raise _not_found(
-                "MNIST test set (source t10k)", [_mnist_raw() / f"{n}[.gz]" for n in missing],
+                "MNIST test set (source t10k)", missing,
                 "Copy t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz there, or run "
                 "`python -m bench.data.images download mnist`.",
             )
         return
-    missing = [_mnist_raw() / n for n in (*MNIST_TRAIN, *MNIST_T10K) if not (_mnist_raw() / n).is_file()]
-    if missing:  # torchvision's MNIST reads the extracted files
+    missing = _missing((*MNIST_TRAIN, *MNIST_T10K))
+    if missing:
         raise _not_found(
             "MNIST (source full)", missing,
             "Run `python -m bench.data.images download mnist` (torchvision's downloader), or use "
@@ -225,18 +263,28 @@ def locate_mnist(params: MNISTParams) -> None:
         )
 
 
+def t10k_part(positions: slice) -> tuple[Tensor, Tensor]:
+    """(images, labels) at ``positions`` of the fixed permutation of the MNIST test set, images uint8 (N, 28, 28)."""
+    images, labels = (read_idx(_find_idx(n)) for n in MNIST_T10K)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))[positions]
+    return images[order], labels[order]
+
+
 def mnist_arrays(source: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(train images, train labels, held-out images, held-out labels), images uint8 (N, 28, 28)."""
+    """(train images, train labels, held-out images, held-out labels) of a source, images uint8 (N, 28, 28);
+    none of them is a classifier training image (see the module docstring)."""
     locate_mnist(MNISTParams(source=source))
     if source == "t10k":
-        images, labels = (read_idx(_find_idx(n)) for n in MNIST_T10K)
-        train, held = _split(len(images), len(images) - MNIST_T10K_TRAIN)
-        return images[train], labels[train], images[held], labels[held]
-    from torchvision.datasets import MNIST
+        return (*t10k_part(T10K_TRAIN), *t10k_part(T10K_REFERENCE))
+    train_images, train_labels = (read_idx(_find_idx(n)) for n in MNIST_TRAIN)
+    return (train_images, train_labels, *t10k_part(FULL_REFERENCE))
 
-    root = str(data_root()[0])
-    train, test = MNIST(root, train=True), MNIST(root, train=False)
-    return train.data, train.targets, test.data, test.targets
+
+def classifier_arrays() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(train images, train labels, held-out images, held-out labels) of the classifier: the test images at
+    ``CLASSIFIER_TRAIN``, and for its accuracy the other 5,000 (``FULL_REFERENCE``)."""
+    locate_mnist(MNISTParams(source="t10k"))
+    return (*t10k_part(CLASSIFIER_TRAIN), *t10k_part(FULL_REFERENCE))
 
 
 def _gray(images: Tensor, size: int) -> TensorImages:
@@ -355,7 +403,8 @@ def lsun(params: LSUNParams, seed: int) -> ImageDataset:
                 transform=_decode_transform(params.image_size))
     train, held = _split(len(data), params.held_out)
     size = params.image_size
-    return ImageDataset(LazyImages(data, train), LazyImages(data, held), (3, size, size), seed, f"lsun {params.category}")
+    return ImageDataset(LazyImages(data, train), LazyImages(data, held), (3, size, size), seed,
+                        f"lsun {params.category}")
 
 
 class FolderParams(Params):
@@ -391,7 +440,8 @@ def imagefolder(params: FolderParams, seed: int) -> ImageDataset:
                          "Put images in class subfolders there (torchvision ImageFolder layout).") from None
     train, held = _split(len(data), max(1, round(params.held_out_fraction * len(data))))
     size = params.image_size
-    return ImageDataset(LazyImages(data, train), LazyImages(data, held), (3, size, size), seed, f"imagefolder {params.path}")
+    return ImageDataset(LazyImages(data, train), LazyImages(data, held), (3, size, size), seed,
+                        f"imagefolder {params.path}")
 
 
 # ------------------------------------------------------------------------------------------ downloading

@@ -1,4 +1,4 @@
-"""The 2-D toy sets of the WGAN-GP toy code (gan_toy.py), exactly as there (DESIGN.md section 3)."""
+"""The 2-D toy sets of the WGAN-GP toy code (gan_toy.py), exactly as there."""
 
 from __future__ import annotations
 
@@ -88,17 +88,26 @@ class MixtureParams(Params):
     )
 
 
+class GridParams(MixtureParams):
+    std: float = Field(0.05, gt=0, description="each Gaussian's standard deviation before dividing by scale")
+    scale: float = Field(
+        2.828, gt=0, description="centers and std divided by this: gan_toy.py 2.828; 1 gives the PacGAN / VEEGAN "
+        "grid, centers {-4, -2, 0, 2, 4}^2 with std 0.05"
+    )
+
+
 @DATASETS.register(
     "25gaussians",
-    params=MixtureParams,
+    params=GridParams,
     tags={"toy", "modes"},
     defaults=TOY_DEFAULTS,
     default_metrics=["modes", *TOY_METRICS],
 )
-def gaussians25(params: MixtureParams, seed: int) -> GaussianMixture:
-    """A 5x5 grid: centers (2x, 2y), x, y in {-2..2}, std 0.05, everything divided by 2.828."""
+def gaussians25(params: GridParams, seed: int) -> GaussianMixture:
+    """A 5x5 grid: centers (2x, 2y), x, y in {-2..2}, std 0.05, everything divided by ``scale`` (gan_toy.py:
+    2.828; PacGAN Table 1 and VEEGAN Table 1: 1)."""
     grid = torch.tensor([(2.0 * x, 2.0 * y) for x in range(-2, 3) for y in range(-2, 3)])
-    return GaussianMixture(grid / 2.828, 0.05 / 2.828, seed, params.fixed_size)
+    return GaussianMixture(grid / params.scale, params.std / params.scale, seed, params.fixed_size)
 
 
 @DATASETS.register(

@@ -23,6 +23,7 @@ class Column:
     higher_is_better: bool | None  # None: a diagnostic, not a quality measure
     description: str
     aggregate: Literal["mean", "median"] = "mean"  # how a config's seeds are summarized
+    bounded: bool = False  # values live in a bounded range (a count, share, divergence or distance >= 0)
 
 
 @dataclass

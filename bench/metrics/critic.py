@@ -8,9 +8,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bench.losses import discriminator_bce
+from bench.losses import GANLoss, discriminator_bce
 from bench.metrics import METRICS, Column, EvalContext
 from bench.models import weight_layers
+
+
+def gradient_norms(critic: torch.nn.Module, loss: GANLoss, real: Tensor, fake: Tensor) -> dict[str, float]:
+    """Diagnostics of WGAN-GP section 3 / Fig. 1b, measured at every evaluation: the norm of the critic's
+    gradient w.r.t. its input (mean over real and generated samples) and of the critic loss's gradient w.r.t.
+    each layer's weights."""
+    x = torch.cat([real, fake]).requires_grad_(True)
+    (grad_x,) = torch.autograd.grad(critic(x).sum(), x)
+    out = {"critic_input_grad_norm": float(grad_x.flatten(1).norm(dim=1).mean())}
+    layers = weight_layers(critic)
+    grads = torch.autograd.grad(loss.critic(critic(real), critic(fake)), [m.weight for _, m in layers])
+    out.update({f"critic_grad_norm.layer_{i:02d}": float(g.norm()) for i, g in enumerate(grads)})
+    return out
 
 
 @torch.no_grad()
@@ -29,7 +42,7 @@ def critic_scores(critic: torch.nn.Module, x: Tensor, batch_size: int, device) -
 def w_estimate(ctx: EvalContext) -> dict[str, float]:
     """The critic's own estimate on held-out real and generated samples, named by what the loss makes of
     it: a W1 estimate (WGAN eq. 3), a Jensen-Shannon estimate (WGAN Fig. 4) or a plain score gap."""
-    bs = ctx.config["train"]["batch_size"]
+    bs = ctx.config["train"]["batch_size"] * ctx.config["critic"].get("pack", 1)  # whole packs (PacGAN)
     real = critic_scores(ctx.critic, ctx.real, bs, ctx.device)
     fake = critic_scores(ctx.critic, ctx.samples, bs, ctx.device)
     if ctx.loss.family == "wasserstein":

@@ -2,11 +2,15 @@
 classifier, registered with torch-fidelity as ``lenet-mnist`` (and ``lenet-stacked-mnist``).
 
 The classifier is a LeNet-style CNN trained by ``python -m bench.metrics.features train`` with a fixed
-recipe (``RECIPE``) on MNIST test-set images 0-7,999 of a fixed permutation (``dataset.source: t10k``), the
-only MNIST file every machine with MNIST has, so the feature space is the same everywhere. Its accuracy on
-the other 2,000 images is measured, must be >= 97 %, and is stored beside the weights in the cache
-(``$BENCH_CACHE``, default ``~/.cache/ganbench``). Metrics that need it train it on first use (under a file
-lock, so parallel workers train it once).
+recipe (``RECIPE``) on the MNIST test-set images at positions 5,000-9,999 of a fixed permutation
+(``bench.data.images.CLASSIFIER_TRAIN``), from the only MNIST file every machine with MNIST has, so the
+feature space is the same everywhere. No data set serves those images, as training or as reference images
+(``bench.data.images`` splits the test set around them), so the feature space has never seen the images it
+measures nor the generated images' real counterparts; the result rows name the split in their feature space
+(``lenet-mnist[t10k-seed0:5000-9999]``, ``feature_space_label``). Its accuracy on the other 5,000 test images
+is measured, must be >= 97 %, and is stored beside the weights in the cache (``$BENCH_CACHE``, default
+``~/.cache/ganbench``). Metrics that need it train it on first use (under a file lock, so parallel workers
+train it once).
 
 Inception weights are never faked: ``inception_weights()`` finds a local file (``$BENCH_INCEPTION_WEIGHTS``
 or torch-fidelity's own download in the torch hub cache) or reports that there is none.
@@ -30,6 +34,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from bench.configdict import short_hash
+from bench.data.images import CLASSIFIER_SPLIT, FULL_REFERENCE
 
 INCEPTION = "inception-v3-compat"
 LENET = "lenet-mnist"
@@ -38,10 +43,11 @@ FEATURE_SPACES = ("auto", INCEPTION, LENET, LENET_STACKED)
 INCEPTION_ENV = "BENCH_INCEPTION_WEIGHTS"
 CACHE_ENV = "BENCH_CACHE"
 MIN_ACCURACY = 0.97
+N_HELDOUT = FULL_REFERENCE.stop - FULL_REFERENCE.start  # test images its accuracy is measured on: not trained on
 
 # Everything that determines the classifier: its id names the weights file.
-RECIPE = {"arch": "lenet-16c5-32c5-fc128", "data": "mnist t10k, split seed 0, 8000 train / 2000 test",
-          "optimizer": "adam", "lr": 2e-3, "lr_decay": 0.6, "batch_size": 64, "epochs": 6, "max_shift": 2, "seed": 0}
+RECIPE = {"arch": "lenet-16c5-32c5-fc128", "data": f"mnist {CLASSIFIER_SPLIT}, held-out: the rest of t10k",
+          "optimizer": "adam", "lr": 2e-3, "lr_decay": 0.75, "batch_size": 64, "epochs": 10, "max_shift": 2, "seed": 0}
 
 
 def cache_dir() -> Path:
@@ -111,9 +117,9 @@ def train_classifier(log=print) -> tuple[dict, float]:
 
 
 def _train_classifier(log) -> tuple[dict, float]:
-    from bench.data.images import mnist_arrays
+    from bench.data.images import classifier_arrays
 
-    train_x, train_y, test_x, test_y = mnist_arrays("t10k")
+    train_x, train_y, test_x, test_y = classifier_arrays()
     train_x, test_x = (x.unsqueeze(1).float() / 127.5 - 1 for x in (train_x, test_x))
     torch.manual_seed(RECIPE["seed"])
     net = LeNet()
@@ -151,7 +157,8 @@ def ensure_classifier(log=None, force: bool = False) -> Path:
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, path)
-        meta = {"feature_space": LENET, "recipe": RECIPE, "heldout_accuracy": accuracy, "n_heldout": 2000,
+        meta = {"feature_space": feature_space_label(LENET), "recipe": RECIPE, "heldout_accuracy": accuracy,
+                "n_heldout": N_HELDOUT,
                 "sha256": _sha256(path), "torch_version": torch.__version__}
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
@@ -270,13 +277,19 @@ def resolve_feature_space(requested: str, dataset: str) -> tuple[str, Path | Non
         if requested is None:
             raise FileNotFoundError(
                 f"eval.feature_space auto: no Inception weights on this machine (set ${INCEPTION_ENV} or put "
-                f"torch-fidelity's {URL_INCEPTION_V3.rsplit('/', 1)[1]} in {Path(torch.hub.get_dir()) / 'checkpoints'}) "
+                f"torch-fidelity's {URL_INCEPTION_V3.rsplit('/', 1)[1]} "
+                f"in {Path(torch.hub.get_dir()) / 'checkpoints'}) "
                 f"and data set {dataset!r} has no offline feature space; or set eval.feature_space: {INCEPTION} "
                 "to let torch-fidelity download the weights"
             )
     if requested == INCEPTION:
         return INCEPTION, inception_weights()
     return requested, ensure_classifier()
+
+
+def feature_space_label(space: str) -> str:
+    """The ``feature_space`` stored with each result: a classifier space names the images it was trained on."""
+    return space if space == INCEPTION else f"{space}[{CLASSIFIER_SPLIT}]"
 
 
 def weights_id(path: Path) -> str:
@@ -301,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     info = json.loads(path.with_suffix(".json").read_text())
-    print(f"{LENET}: {path}\n  held-out accuracy {info['heldout_accuracy']:.4f} on {info['n_heldout']} MNIST "
-          f"test images not used for training\n  sha256 {info['sha256']}\n  recipe {json.dumps(info['recipe'])}")
+    print(f"{info['feature_space']}: {path}\n  held-out accuracy {info['heldout_accuracy']:.4f} on "
+          f"{info['n_heldout']} MNIST test images not used for training\n  sha256 {info['sha256']}\n"
+          f"  recipe {json.dumps(info['recipe'])}")
     return 0
 
 

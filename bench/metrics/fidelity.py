@@ -5,7 +5,9 @@ datasets of uint8 RGB images (grayscale repeated over three channels). All image
 are computed in one ``calculate_metrics`` call per evaluation (features extracted once) in the feature
 space ``eval.feature_space`` resolves to (``bench.metrics.features``); every metric also returns that
 space as the ``feature_space`` label, and values from different feature spaces are different quantities:
-compare and aggregate them only within one ``feature_space``.
+compare and aggregate them only within one ``feature_space``. A classifier space's label names the images
+its classifier was trained on (``lenet-mnist[t10k-seed0:5000-9999]``), images no data set serves: the
+feature space has seen neither the reference images nor the GAN's training images.
 
 Real-data features and FID statistics are cached by torch-fidelity under ``$BENCH_CACHE/fidelity``, named
 by (bench version, data set config, n, feature space, and the classifier's weights hash for the classifier
@@ -61,12 +63,12 @@ def fidelity_metrics(
     config block) and n. Returns our column names plus the ``feature_space`` label."""
     import torch_fidelity
 
-    from bench.metrics.features import INCEPTION, cache_dir, resolve_feature_space, weights_id
+    from bench.metrics.features import INCEPTION, cache_dir, feature_space_label, resolve_feature_space, weights_id
 
     space, weights = resolve_feature_space(feature_space, dataset["name"])
     n = len(real)
     cache_name = f"ganbench{bench.__version__}-{dataset['name']}-{short_hash(dataset)}-n{n}"
-    labels = {"feature_space": space}
+    labels = {"feature_space": feature_space_label(space)}
     subset = min(1000, n, len(generated))  # KID's standard subset size, or all samples when fewer
     if space != INCEPTION:
         labels["feature_weights"] = weights_id(weights)
@@ -100,7 +102,8 @@ def _compute(ctx: EvalContext, names: list[str]) -> dict[str, float | str]:
 
 
 @METRICS.register("fid", requires={"images"}, columns=[
-    Column("fid", False, "Frechet distance of generated vs held-out real feature statistics" + SPACE_NOTE),
+    Column("fid", False, "Frechet distance of generated vs held-out real feature statistics" + SPACE_NOTE,
+           bounded=True),
 ])
 def fid(ctx: EvalContext) -> dict[str, float | str]:
     """FID (Heusel et al. 2017)."""
@@ -108,7 +111,8 @@ def fid(ctx: EvalContext) -> dict[str, float | str]:
 
 
 @METRICS.register("kid", requires={"images"}, columns=[
-    Column("kid", False, "kernel (cubic polynomial) MMD^2 between generated and real features" + SPACE_NOTE),
+    Column("kid", False, "kernel (cubic polynomial) MMD^2 between generated and real features" + SPACE_NOTE,
+           bounded=True),
     Column("kid_std", None, "std of KID over torch-fidelity's subsets"),
 ])
 def kid(ctx: EvalContext) -> dict[str, float | str]:
@@ -117,7 +121,8 @@ def kid(ctx: EvalContext) -> dict[str, float | str]:
 
 
 @METRICS.register("inception_score", requires={"images"}, columns=[
-    Column("inception_score", True, "exp E KL(p(y|x) || p(y)) of the feature space's classifier" + SPACE_NOTE),
+    Column("inception_score", True, "exp E KL(p(y|x) || p(y)) of the feature space's classifier" + SPACE_NOTE,
+           bounded=True),
     Column("inception_score_std", None, "std of the inception score over 10 splits"),
 ])
 def inception_score(ctx: EvalContext) -> dict[str, float | str]:
@@ -127,9 +132,11 @@ def inception_score(ctx: EvalContext) -> dict[str, float | str]:
 
 
 @METRICS.register("precision_recall", requires={"images"}, columns=[
-    Column("precision", True, "share of generated samples inside the real k-NN manifold (k = 3)" + SPACE_NOTE),
-    Column("recall", True, "share of real samples inside the generated k-NN manifold (k = 3)" + SPACE_NOTE),
-    Column("f_score", True, "harmonic mean of precision and recall"),
+    Column("precision", True, "share of generated samples inside the real k-NN manifold (k = 3)" + SPACE_NOTE,
+           bounded=True),
+    Column("recall", True, "share of real samples inside the generated k-NN manifold (k = 3)" + SPACE_NOTE,
+           bounded=True),
+    Column("f_score", True, "harmonic mean of precision and recall", bounded=True),
 ])
 def precision_recall(ctx: EvalContext) -> dict[str, float | str]:
     """Improved precision and recall (Kynkaanniemi et al. 2019)."""

@@ -101,7 +101,8 @@ class DCGANGenerator(nn.Module):
         for w_in, w_out in zip(widths, widths[1:]):
             layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False), *_norm_layer(norm, w_out), nn.ReLU()]
         for _ in range(p.n_extra_layers):
-            layers += [nn.Conv2d(widths[-1], widths[-1], 3, 1, 1, bias=False), *_norm_layer(norm, widths[-1]), nn.ReLU()]
+            layers += [nn.Conv2d(widths[-1], widths[-1], 3, 1, 1, bias=False), *_norm_layer(norm, widths[-1]),
+                       nn.ReLU()]
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         init_weights_(self)

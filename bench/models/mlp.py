@@ -7,53 +7,118 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from bench.ensemble import per_member
 from bench.models import CRITICS, GENERATORS, CriticParams, GeneratorParams
+from bench.registry import Params
 
 
-def _mlp(n_in: int, n_out: int, width: int, depth: int, batchnorm: bool) -> nn.Sequential:
-    """``depth`` linear layers; ReLU (and batch norm, when asked) between them, nothing after the last."""
+class Maxout(nn.Module):
+    """Maxout units (Goodfellow et al. 2013): the input's features in consecutive groups of ``pieces``, each
+    group's maximum; (..., units * pieces) -> (..., units). PacGAN's discriminator (Lin et al. 2018, Table 1
+    setup) has three such layers of 200 units, 5 pieces each."""
+
+    def __init__(self, pieces: int):
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.unflatten(-1, (-1, self.pieces)).amax(-1)
+
+
+LEAKY_SLOPE = 0.2  # leaky_relu's negative slope (DCGAN's)
+
+
+def _activation(name: str, maxout_pieces: int) -> nn.Module:
+    """The module of ``activation``: relu, tanh, leaky_relu, or maxout over ``maxout_pieces``."""
+    if name == "maxout":
+        return Maxout(maxout_pieces)
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE)}[name]()
+
+
+def _mlp(n_in: int, n_out: int, p: MLPGeneratorParams | MLPCriticParams) -> nn.Sequential:
+    """``p.depth`` linear layers; the activation ``p.activation`` (after batch norm, when asked) between them,
+    nothing after the last. Hidden layers have biases unless ``p.bias`` is false; the output layer always
+    has one. A maxout hidden layer computes ``maxout_pieces`` linear pieces per unit."""
+    pieces = getattr(p, "maxout_pieces", None) or 1
     layers: list[nn.Module] = []
-    for i in range(depth - 1):
-        layers.append(nn.Linear(n_in if i == 0 else width, width))
-        if batchnorm:
-            layers.append(nn.BatchNorm1d(width))
-        layers.append(nn.ReLU())
-    layers.append(nn.Linear(n_in if depth == 1 else width, n_out))
-    return nn.Sequential(*layers)
+    for i in range(p.depth - 1):
+        layers.append(nn.Linear(n_in if i == 0 else p.width, p.width * pieces, bias=p.bias))
+        if p.batchnorm:
+            layers.append(nn.BatchNorm1d(p.width * pieces))
+        layers.append(_activation(p.activation, pieces))
+    layers.append(nn.Linear(n_in if p.depth == 1 else p.width, n_out))
+    net = nn.Sequential(*layers)
+    _initialize([m for m in net if isinstance(m, nn.Linear)], p.init, p.init_gain)
+    return net
 
 
-# A batched matmul with only a few output columns (a toy generator's 2-D samples) runs 3-4x slower on CPU
-# than the same product transposed, (W^T x^T)^T, which puts the batch on the long side (this CPU, fp32).
+@torch.no_grad()
+def _initialize(linears: list[nn.Linear], init: str, gain: float) -> None:
+    """Weights as ``init`` says (``Init``), biases zero; ``torch`` keeps ``nn.Linear``'s default."""
+    if init == "torch":
+        return
+    if init == "gan_toy":
+        _init_gan_toy(linears)
+        return
+    for layer in linears:
+        if init == "normal_0.02":
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+        else:
+            nn.init.orthogonal_(layer.weight, gain=gain)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+
+
+@torch.no_grad()
+def _init_gan_toy(linears: list[nn.Linear]) -> None:
+    """The initialization of the WGAN-GP authors' toy code (gan_toy.py with its lib/ops/linear.py): every
+    hidden layer ``initialization='he'``, U(+-sqrt(6 / fan_in)); the output layer the default 'glorot',
+    U(+-sqrt(6 / (fan_in + fan_out))); all biases zero."""
+    for layer in linears[:-1]:
+        nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+    nn.init.xavier_uniform_(linears[-1].weight)
+    for layer in linears:
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+
+
+# A product with only a few output columns (a toy generator's 2-D samples) runs 3-4x slower on CPU than the
+# same product transposed, (W^T x^T)^T, which puts the batch on the long side (README, Performance).
 _NARROW = 16
 
 
-def _affine(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """x W + b on stacks: x (k, B, in), W (k, in, out), b (k, out). One output (a critic's score) is a dot
-    product per sample: as a batched matmul with N = 1 it and its backward run 4-5x slower on CPU; a few
-    outputs run as the transposed product."""
+def _affine(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """x W + b on stacks: x (k, B, in), W (k, in, out), b (k, out) or None (no bias). One output (a critic's
+    score) is a dot product per sample (a matrix product with N = 1 and its backward run 4-5x slower on
+    CPU); a few outputs run as the transposed product."""
     if weight.shape[-1] == 1:
-        return torch.linalg.vecdot(x, weight.transpose(1, 2)).unsqueeze(-1) + bias.unsqueeze(1)
+        out = torch.linalg.vecdot(x, weight.transpose(1, 2)).unsqueeze(-1)
+        return out if bias is None else out + bias.unsqueeze(1)
     if weight.shape[-1] < _NARROW:
-        return torch.baddbmm(bias.unsqueeze(2), weight.transpose(1, 2).contiguous(), x.transpose(1, 2)).transpose(1, 2)
-    return torch.baddbmm(bias.unsqueeze(1), x, weight)
+        if bias is None:
+            return per_member(torch.mm, weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
+        return per_member(torch.addmm, bias.unsqueeze(2), weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
+    if bias is None:
+        return per_member(torch.mm, x, weight)
+    return per_member(torch.addmm, bias.unsqueeze(1), x, weight)
 
 
 def _affine_input_grad(grad: Tensor, weight: Tensor) -> Tensor:
     """d(x W + b)/dx applied to ``grad`` (k, B, out): grad W^T, (k, B, in)."""
     if weight.shape[-1] == 1:
         return grad * weight.transpose(1, 2)
-    return torch.bmm(grad, weight.transpose(1, 2))
+    return per_member(torch.mm, grad, weight.transpose(1, 2))
 
 
 def _affine_weight_grad(x: Tensor, grad: Tensor) -> Tensor:
     """d(x W + b)/dW applied to ``grad``: x^T grad summed over the batch, (k, in, out)."""
-    if grad.shape[-1] < _NARROW:  # (k, out, B) @ (k, B, in): the fast orientation of a few columns
-        return torch.bmm(grad.transpose(1, 2), x).transpose(1, 2).contiguous()
-    return torch.bmm(x.transpose(1, 2), grad)
+    if grad.shape[-1] < _NARROW:  # (out, B) @ (B, in): the fast orientation of a few columns
+        return per_member(torch.mm, grad.transpose(1, 2), x).transpose(1, 2).contiguous()
+    return per_member(torch.mm, x.transpose(1, 2), grad)
 
 
 def _relu_backward(grad: Tensor, output: Tensor) -> Tensor:
@@ -80,6 +145,7 @@ class _ReLUMLP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, dtypes: list[torch.dtype], *params: Tensor) -> Tensor:
         weights = [w.to(dtype) for w, dtype in zip(params[0::2], dtypes)]
+        x = x.contiguous()
         inputs, outputs = [], []  # each layer's input in its precision (its weight gradient), ReLU outputs
         h = x
         with torch.autocast(x.device.type, enabled=False):
@@ -100,6 +166,7 @@ class _ReLUMLP(torch.autograd.Function):
         inputs, outputs, weights = saved[:n], saved[n : 2 * n - 1], saved[2 * n - 1 :]
         need_x, need_params = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
         grads: list[Tensor | None] = [None] * (2 * n)
+        grad = grad.contiguous()  # autograd may hand over any strides: members' slices must be laid out alike
         with torch.autocast(grad.device.type, enabled=False):
             for i in reversed(range(n)):
                 grad = grad.to(weights[i].dtype)
@@ -147,18 +214,18 @@ class _ReLUMLPInputGradient(torch.autograd.Function):
         outputs, masked, weights = saved[: n - 1], saved[n - 1 : 2 * n - 2], saved[2 * n - 2 :]
         grads: list[Tensor | None] = [None] * (2 * n)
         with torch.autocast(grad.device.type, enabled=False):
-            grad = grad.flatten(2)  # dP/dg_0, g_0 = masked_1 W_1^T
+            grad = grad.flatten(2).contiguous()  # dP/dg_0, g_0 = masked_1 W_1^T; strides as in _ReLUMLP
             for i in range(n - 1):
                 grad = grad.to(weights[i].dtype)
                 grads[2 * i] = _affine_weight_grad(grad, masked[i]).to(ctx.param_dtype)  # g_{l-1} = masked_l W_l^T
-                grad = _relu_backward(torch.bmm(grad, weights[i]), outputs[i])  # dP/dg_l
+                grad = _relu_backward(per_member(torch.mm, grad, weights[i]), outputs[i])  # dP/dg_l
             grads[-2] = grad.sum(1).unsqueeze(-1).to(ctx.param_dtype)  # g_{L-1} = w_L for every sample
         return (None, None, *grads)
 
 
 class StackedLinear(nn.Module):
     """k ``nn.Linear`` layers as one: weight (k, in, out) (each member's transposed: the layout batched
-    matmuls run fastest on), bias (k, out); (k, B, in) -> (k, B, out).
+    matmuls run fastest on), bias (k, out), or None for layers without one; (k, B, in) -> (k, B, out).
 
     ``full_precision``: the layer computes in fp32 even under bf16 autocast (``train.precision: bf16``).
     ``StackedMLP`` sets it on the first and last layers, where data and scores enter and leave: bf16
@@ -169,7 +236,8 @@ class StackedLinear(nn.Module):
     def __init__(self, layers: list[nn.Linear], full_precision: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.stack([layer.weight.detach().t() for layer in layers]).contiguous())
-        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).clone())
+        has_bias = layers[0].bias is not None
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).clone()) if has_bias else None
         self.full_precision = full_precision
 
     def forward(self, x: Tensor) -> Tensor:
@@ -180,39 +248,41 @@ class StackedLinear(nn.Module):
 
     def copy_member(self, i: int, layer: nn.Linear) -> None:
         layer.weight.copy_(self.weight[i].t())
-        layer.bias.copy_(self.bias[i])
+        if self.bias is not None:
+            layer.bias.copy_(self.bias[i])
 
 
 class StackedBatchNorm1d(nn.Module):
-    """k ``nn.BatchNorm1d`` layers as one: each member's features are normalized over its own batch (the
-    k * F columns of the (B, k * F) view are exactly the members' features), with its own affine and running
-    statistics."""
+    """k ``nn.BatchNorm1d`` layers as one: weight, bias and running statistics (k, features). Each member is
+    its own ``batch_norm`` call on its own batch, exactly what it would see alone (``bench.ensemble.per_member``)."""
 
     def __init__(self, layers: list[nn.BatchNorm1d]):
         super().__init__()
-        self.eps, self.momentum, self.features = layers[0].eps, layers[0].momentum, layers[0].num_features
-        self.weight = nn.Parameter(torch.cat([layer.weight.detach() for layer in layers]).clone())
-        self.bias = nn.Parameter(torch.cat([layer.bias.detach() for layer in layers]).clone())
-        self.register_buffer("running_mean", torch.cat([layer.running_mean for layer in layers]).clone())
-        self.register_buffer("running_var", torch.cat([layer.running_var for layer in layers]).clone())
+        self.eps, self.momentum = layers[0].eps, layers[0].momentum
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]).clone())
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).clone())
+        self.register_buffer("running_mean", torch.stack([layer.running_mean for layer in layers]).clone())
+        self.register_buffer("running_var", torch.stack([layer.running_var for layer in layers]).clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        k, b, f = x.shape
-        y = F.batch_norm(x.transpose(0, 1).reshape(b, k * f), self.running_mean, self.running_var, self.weight,
-                         self.bias, self.training, self.momentum, self.eps)
-        return y.view(b, k, f).transpose(0, 1)
+        return torch.stack([
+            F.batch_norm(x[i], self.running_mean[i], self.running_var[i], self.weight[i], self.bias[i],
+                         self.training, self.momentum, self.eps)
+            for i in range(len(x))
+        ])
 
     def copy_member(self, i: int, layer: nn.BatchNorm1d) -> None:
-        part = slice(i * self.features, (i + 1) * self.features)
         for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(layer, name).copy_(getattr(self, name)[part])
+            getattr(layer, name).copy_(getattr(self, name)[i])
 
 
 class StackedMLP(nn.Module):
     """k MLP generators or critics (their ``_mlp`` layouts, ``.net``) as one stack of layers on
     (k, B, features); the subclasses say how inputs and outputs are shaped. The first and last linear
-    layers run in fp32 under bf16 autocast (``StackedLinear``). A plain ReLU MLP (no batch norm, no tanh)
-    runs as one autograd node with a written-out backward (``_ReLUMLP``); any other layer by layer."""
+    layers run in fp32 under bf16 autocast (``StackedLinear``). A plain ReLU MLP (biases, no batch norm, no
+    other activation) runs as one autograd node with a written-out backward (``_ReLUMLP``); any other layer
+    by layer. Activations without parameters (tanh, leaky ReLU, maxout) act on each member's features
+    elementwise or in groups within a sample, so members stay apart."""
 
     def __init__(self, members: list[nn.Module]):
         super().__init__()
@@ -228,10 +298,11 @@ class StackedMLP(nn.Module):
             elif isinstance(group[0], nn.ReLU) and isinstance(layers[-1], StackedLinear):
                 layers.append(nn.ReLU(inplace=True))  # on the matmul's output: one buffer and pass less
             else:
-                layers.append(group[0])  # ReLU, Tanh: no parameters
+                layers.append(group[0])  # ReLU, Tanh, LeakyReLU, Maxout: no parameters
         self.layers = nn.Sequential(*layers)
         self.linears = [layer for layer in layers if isinstance(layer, StackedLinear)]
-        self.relu_mlp = all(isinstance(layer, StackedLinear if j % 2 == 0 else nn.ReLU) for j, layer in enumerate(layers))
+        alternating = all(isinstance(layer, StackedLinear if j % 2 == 0 else nn.ReLU) for j, layer in enumerate(layers))
+        self.relu_mlp = alternating and all(linear.bias is not None for linear in self.linears)
 
     def run(self, x: Tensor) -> Tensor:
         """The layers on (k, B, features)."""
@@ -248,24 +319,59 @@ class StackedMLP(nn.Module):
                     layer.copy_member(i, member.net[j])
 
 
-class MLPGeneratorParams(GeneratorParams):
+Init = Literal["torch", "gan_toy", "normal_0.02", "orthogonal"]
+_INIT = ("weights: torch (nn.Linear's default), gan_toy (He-uniform hidden, Glorot-uniform output), normal_0.02 "
+         "(N(0, 0.02^2), PacGAN's), orthogonal (gain init_gain, GDPP's synthetic code); all but torch: zero biases")
+
+
+class _MLPParams(Params):
+    """Options the MLP generator and critic share."""
+
     width: int = Field(512, gt=0)
-    depth: int = Field(4, ge=1, description="number of linear layers (gan_toy.py: 4)")
+    init: Init = Field("torch", description=_INIT + "; preset toy: gan_toy")
+    init_gain: float = Field(1.0, gt=0, description="init: orthogonal only: W W^T = gain^2 I (GDPP's code: 1.4)")
     batchnorm: bool = False
+    bias: bool = Field(True, description="hidden layers have biases (false: PacGAN's batch-norm generator); "
+                       "the output layer always has one")
+
+    @field_validator("init_gain")
+    @classmethod
+    def _gain_needs_orthogonal(cls, gain: float, info: ValidationInfo) -> float:
+        if gain != 1.0 and info.data.get("init") != "orthogonal":
+            raise ValueError(f"the gain of init: orthogonal; init is {info.data.get('init')!r}")
+        return gain
+
+
+class MLPGeneratorParams(GeneratorParams, _MLPParams):
+    depth: int = Field(4, ge=1, description="number of linear layers (gan_toy.py: 4)")
+    activation: Literal["relu", "tanh", "leaky_relu"] = Field(
+        "relu", description=f"between hidden layers (leaky_relu: slope {LEAKY_SLOPE})")
     output: Literal["linear", "tanh"] = Field("linear", description="tanh for image data in [-1, 1]")
 
 
-class MLPCriticParams(CriticParams):
-    width: int = Field(512, gt=0)
+class MLPCriticParams(CriticParams, _MLPParams):
     depth: int = Field(4, ge=1, description="number of linear layers (gan_toy.py: 4; WGAN-GP Fig. 1b: 12)")
-    batchnorm: bool = False
+    activation: Literal["relu", "tanh", "leaky_relu", "maxout"] = Field(
+        "relu", description=f"between hidden layers (leaky_relu: slope {LEAKY_SLOPE}; maxout: maxout_pieces "
+        "linear pieces per unit, PacGAN's discriminator)")
+    maxout_pieces: int | None = Field(None, ge=2, validate_default=True,
+                                      description="activation: maxout only: pieces per unit (PacGAN: 5)")
+    pack: int = Field(1, ge=1, description="PacGAN's packing (Lin et al. 2018): the critic scores m samples "
+                      "concatenated, all real or all generated; each step draws batch_size x m of each")
+
+    @field_validator("maxout_pieces")
+    @classmethod
+    def _pieces_with_maxout(cls, pieces: int | None, info: ValidationInfo) -> int | None:
+        if (info.data.get("activation") == "maxout") != (pieces is not None):
+            raise ValueError("required with activation: maxout and only allowed with it")
+        return pieces
 
 
 class MLPGenerator(nn.Module):
     def __init__(self, p: MLPGeneratorParams, data_shape: tuple[int, ...]):
         super().__init__()
         self.data_shape = data_shape
-        self.net = _mlp(p.latent_dim, math.prod(data_shape), p.width, p.depth, p.batchnorm)
+        self.net = _mlp(p.latent_dim, math.prod(data_shape), p)
         if p.output == "tanh":
             self.net.append(nn.Tanh())
 
@@ -285,30 +391,40 @@ class StackedMLPGenerator(StackedMLP):
 
 
 class MLPCritic(nn.Module):
+    """Scores (batch / pack,): one per group of ``pack`` consecutive samples, concatenated (PacGAN)."""
+
     def __init__(self, p: MLPCriticParams, data_shape: tuple[int, ...]):
         super().__init__()
-        self.net = _mlp(math.prod(data_shape), 1, p.width, p.depth, p.batchnorm)
+        self.pack = p.pack
+        self.net = _mlp(math.prod(data_shape) * p.pack, 1, p)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(1)).squeeze(1)
+        return self.net(packed(x.flatten(1), self.pack)).squeeze(1)
 
     @classmethod
     def stacked(cls, members: list[MLPCritic]) -> StackedMLPCritic:
         return StackedMLPCritic(members)
 
 
+def packed(x: Tensor, pack: int) -> Tensor:
+    """(..., B, d) -> (..., B / pack, pack * d): each group of ``pack`` consecutive samples concatenated."""
+    if x.shape[-2] % pack:
+        raise ValueError(f"a packed critic (pack {pack}) needs a multiple of {pack} samples, got {x.shape[-2]}")
+    return x.reshape(*x.shape[:-2], x.shape[-2] // pack, pack * x.shape[-1])
+
+
 class StackedMLPCritic(StackedMLP):
-    """k MLP critics: samples (k, B, *data_shape) -> scores (k, B)."""
+    """k MLP critics: samples (k, B, *data_shape) -> scores (k, B / pack)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.run(x.flatten(2)).squeeze(-1)
+        return self.run(packed(x.flatten(2), self.members[0].pack)).squeeze(-1)
 
     def input_gradient(self, x: Tensor) -> Tensor | None:
         """dD(x)/dx per sample, (k, B, *data_shape), differentiable w.r.t. the weights: what
         ``torch.autograd.grad(D(x).sum(), x, create_graph=True)`` gives (the gradient penalty's gradient,
         WGAN-GP eq. 3), written out for a ReLU MLP (``_ReLUMLPInputGradient``). None for critics with batch
-        norm, whose gradient couples the samples of a batch: use autograd."""
-        if not self.relu_mlp:
+        norm, whose gradient couples the samples of a batch, and for packed critics: use autograd."""
+        if not self.relu_mlp or self.members[0].pack > 1:
             return None
         params = [p for linear in self.linears for p in (linear.weight, linear.bias)]
         return _ReLUMLPInputGradient.apply(x, layer_dtypes(len(self.linears), x.device.type), *params)

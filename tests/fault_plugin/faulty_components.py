@@ -9,7 +9,7 @@ import time
 from typing import Literal
 
 from bench.data import DATASETS
-from bench.data.toy import TOY_DEFAULTS, MixtureParams, gaussians25
+from bench.data.toy import TOY_DEFAULTS, GridParams, gaussians25
 from bench.metrics import METRICS, Column
 from bench.registry import Params
 
@@ -21,7 +21,7 @@ class FaultParams(Params):
 
 def faulty(params: FaultParams, seed: int):
     """25 Gaussians whose ``at_call``-th training batch raises ``RuntimeError`` or never returns."""
-    data = gaussians25(MixtureParams(), seed)
+    data = gaussians25(GridParams(), seed)
     calls, clean_sample = itertools.count(1), data.sample
 
     def sample(n: int):
