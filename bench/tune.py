@@ -48,6 +48,7 @@ import signal
 import sys
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -522,6 +523,110 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@dataclass
+class _Setup:
+    """What ``main`` resolved before any trial runs: the spec and its search, one (name, spec, search) per study, where
+    results and the Optuna storage live, the workers' environment and, for ``--executor ray``, the executor."""
+
+    spec: Spec
+    search: Search
+    plan: list[tuple[str, Spec, Search]]
+    study_dir: Path
+    storage_url: str
+    study_name: str
+    env: dict[str, str]
+    executor: Any = None
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    for flag in ("n_trials", "workers", "heartbeat"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise SpecError("--" + flag.replace("_", "-"), "must be >= 1")
+    if args.ray_address is not None and args.executor != "ray":
+        raise SpecError("--ray-address", "needs --executor ray")
+    if args.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise SpecError("--executor", 'ray is not installed (pip install -e ".[ray]")') from None
+    if args.ray_address and not args.storage:
+        raise SpecError("--storage", f"the default SQLite file under {args.results_dir}/ is on this machine's "
+                        f"disk, not shared with the Ray cluster at {args.ray_address}: pass --storage "
+                        "postgresql://... or journal:PATH on a shared file system")
+
+
+def _set_up(args: argparse.Namespace, err: Console) -> _Setup:
+    """Validate flags and spec, check each study's sampler and pruner build, create (or reopen) the studies."""
+    _check_flags(args)
+    spec, search = load(args.spec)
+    if spec.matrix or spec.include or spec.exclude:
+        err.print("note: bench.tune searches from base; matrix/include/exclude are for bench.run", markup=False)
+    study_name = args.study_name or spec.name
+    plan = studies(spec, search, study_name)
+    first_eval = {}
+    for name, arm_spec, arm_search in plan:
+        first = trial_config(arm_spec, {p: param.probes()[0] for p, param in arm_search.space.items()})
+        first_eval[name] = first["eval"]["every"]
+        _check_builds("search.budget.samplers" if search.budget else "search.sampler",
+                      make_sampler, arm_search, arm_search.sampler.seed)
+        _check_builds("search.pruner", make_pruner, arm_search, first_eval[name])
+    study_dir = Path(args.results_dir) / spec.name
+    study_dir.mkdir(parents=True, exist_ok=True)
+    (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
+    storage_url = absolute(args.storage or f"sqlite:///{study_dir / 'optuna.db'}")
+    with _creation_lock(storage_url):
+        for name, arm_spec, arm_search in plan:
+            open_study(arm_spec, arm_search, storage_url, name, args.heartbeat, first_eval[name])
+    setup = _Setup(spec, search, plan, Path(os.path.abspath(study_dir)),  # Ray's workers may start in another directory
+                   storage_url, study_name, worker_env(args.spec, spec))
+    if args.executor == "ray":
+        from bench.executors import RayExecutor
+
+        setup.executor = RayExecutor(args.ray_address, device=args.device, env=setup.env)
+        setup.executor.start(args.workers)  # connects to (or starts) Ray, resolves --device auto
+    return setup
+
+
+def _run_processes(args: argparse.Namespace, setup: _Setup, job: tuple, log_level: int) -> tuple[bool, bool]:
+    """``--workers`` local processes sharing the studies' storage; returns (interrupted, crashed)."""
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(setup.env, *job, args.seed_offset + k, args.heartbeat, args.device,
+                                               threads, log_level)) for k in range(args.workers)]
+    for proc in procs:
+        proc.start()
+    interrupted = False
+    while any(proc.is_alive() for proc in procs):
+        try:
+            for proc in procs:
+                proc.join()
+        except KeyboardInterrupt:  # pass each Ctrl-C on: the first stops the workers after their trials
+            interrupted = True
+            for proc in procs:
+                if proc.is_alive():
+                    os.kill(proc.pid, signal.SIGINT)
+    return interrupted, any(proc.exitcode != 0 for proc in procs) and not interrupted
+
+
+def _run_trials(args: argparse.Namespace, setup: _Setup, n_trials: int, log_level: int,
+                err: Console) -> tuple[bool, bool]:
+    """Run the studies' trials on the chosen executor; returns (interrupted, crashed)."""
+    job = (str(setup.study_dir / "spec.yaml"), setup.storage_url, setup.study_name, str(setup.study_dir), n_trials)
+    if args.executor == "ray":
+        try:
+            return ray_workers(setup.executor, job, args.seed_offset, args.workers, args.heartbeat, log_level, err)
+        finally:
+            setup.executor.close(cancel=True)  # shuts Ray down if this run started it
+    if args.workers > 1:
+        return _run_processes(args, setup, job, log_level)
+    try:
+        with spec_data_root(spec_root(args.spec, setup.spec)):
+            return work(*job, args.seed_offset, args.heartbeat, args.device, None, log_level), False
+    except KeyboardInterrupt:
+        return True, False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -529,45 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     log_level = optuna.logging.WARNING if args.quiet else optuna.logging.INFO
     optuna.logging.set_verbosity(log_level)
     try:
-        for flag in ("n_trials", "workers", "heartbeat"):
-            value = getattr(args, flag)
-            if value is not None and value < 1:
-                raise SpecError("--" + flag.replace("_", "-"), "must be >= 1")
-        if args.ray_address is not None and args.executor != "ray":
-            raise SpecError("--ray-address", "needs --executor ray")
-        if args.executor == "ray":
-            try:
-                import ray  # noqa: F401
-            except ImportError:
-                raise SpecError("--executor", 'ray is not installed (pip install -e ".[ray]")') from None
-        if args.ray_address and not args.storage:
-            raise SpecError("--storage", f"the default SQLite file under {args.results_dir}/ is on this machine's "
-                            f"disk, not shared with the Ray cluster at {args.ray_address}: pass --storage "
-                            "postgresql://... or journal:PATH on a shared file system")
-        spec, search = load(args.spec)
-        if spec.matrix or spec.include or spec.exclude:
-            err.print("note: bench.tune searches from base; matrix/include/exclude are for bench.run", markup=False)
-        plan = studies(spec, search, args.study_name or spec.name)
-        for _, arm_spec, arm_search in plan:
-            first = trial_config(arm_spec, {p: param.probes()[0] for p, param in arm_search.space.items()})
-            _check_builds("search.budget.samplers" if search.budget else "search.sampler",
-                          make_sampler, arm_search, arm_search.sampler.seed)
-            _check_builds("search.pruner", make_pruner, arm_search, first["eval"]["every"])
-        study_dir = Path(args.results_dir) / spec.name
-        study_dir.mkdir(parents=True, exist_ok=True)
-        (study_dir / "spec.yaml").write_text(Path(args.spec).read_text())
-        storage_url = absolute(args.storage or f"sqlite:///{study_dir / 'optuna.db'}")
-        study_name = args.study_name or spec.name
-        with _creation_lock(storage_url):
-            for name, arm_spec, arm_search in plan:
-                first = trial_config(arm_spec, {p: param.probes()[0] for p, param in arm_search.space.items()})
-                open_study(arm_spec, arm_search, storage_url, name, args.heartbeat, first["eval"]["every"])
-        env = worker_env(args.spec, spec)
-        if args.executor == "ray":
-            from bench.executors import RayExecutor
-
-            executor = RayExecutor(args.ray_address, device=args.device, env=env)
-            executor.start(args.workers)  # connects to (or starts) Ray, resolves --device auto
+        setup = _set_up(args, err)
     except (SpecError, ExecutorError) as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         return 2
@@ -579,45 +646,13 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"error: --storage: {str(e).splitlines()[0]}", markup=False, highlight=False, soft_wrap=True)
         return 2
 
-    n_trials = args.n_trials or search.n_trials
-    study_dir = Path(os.path.abspath(study_dir))  # workers (Ray's) may start in another directory
-    job = (str(study_dir / "spec.yaml"), storage_url, study_name, str(study_dir), n_trials)
-    interrupted = crashed = False
-    if args.executor == "ray":
-        try:
-            interrupted, crashed = ray_workers(executor, job, args.seed_offset, args.workers, args.heartbeat,
-                                               log_level, err)
-        finally:
-            executor.close(cancel=True)  # shuts Ray down if this run started it
-    elif args.workers == 1:
-        try:
-            with spec_data_root(spec_root(args.spec, spec)):
-                interrupted = work(*job, args.seed_offset, args.heartbeat, args.device, None, log_level)
-        except KeyboardInterrupt:
-            interrupted = True
-    else:
-        threads = max(1, (os.cpu_count() or 1) // args.workers)
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker, args=(env, *job, args.seed_offset + k, args.heartbeat, args.device,
-                                                   threads, log_level)) for k in range(args.workers)]
-        for proc in procs:
-            proc.start()
-        while any(proc.is_alive() for proc in procs):
-            try:
-                for proc in procs:
-                    proc.join()
-            except KeyboardInterrupt:  # pass each Ctrl-C on: the first stops the workers after their trials
-                interrupted = True
-                for proc in procs:
-                    if proc.is_alive():
-                        os.kill(proc.pid, signal.SIGINT)
-        crashed = any(proc.exitcode != 0 for proc in procs) and not interrupted
-
-    store.write_merged(study_dir)
+    n_trials = args.n_trials or setup.search.n_trials
+    interrupted, crashed = _run_trials(args, setup, n_trials, log_level, err)
+    store.write_merged(setup.study_dir)
     ok = True
-    for name, arm_spec, arm_search in plan:
-        study = optuna.load_study(study_name=name, storage=make_storage(storage_url, args.heartbeat))
-        ok &= report(study, arm_spec, arm_search, study_dir / "optuna" / name, storage_url, console)
+    for name, arm_spec, arm_search in setup.plan:
+        study = optuna.load_study(study_name=name, storage=make_storage(setup.storage_url, args.heartbeat))
+        ok &= report(study, arm_spec, arm_search, setup.study_dir / "optuna" / name, setup.storage_url, console)
     if interrupted:
         err.print("interrupted: finished trials are stored; run again to continue the study")
     if crashed:
