@@ -82,6 +82,27 @@ def unchanged_global_state_per_module(request):
     _left_as_found(before, request.node.nodeid)
 
 
+DROP = object()
+
+
+def edited(tree: dict, changes: dict, sep: str = ".") -> dict:
+    """A deep copy of ``tree`` with each path (``"a.b.c"``, split at ``sep``) set to its value; ``DROP``
+    removes the key."""
+    import copy
+
+    tree = copy.deepcopy(tree)
+    for path, value in changes.items():
+        *parents, leaf = path.split(sep)
+        node = tree
+        for key in parents:
+            node = node[key]
+        if value is DROP:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return tree
+
+
 def tiny_base(**overrides) -> dict:
     """A toy config that trains in well under a second."""
     base = {

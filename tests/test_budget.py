@@ -19,6 +19,7 @@ from bench.spec import Cell, SpecError, parse_spec
 from bench.train import RunResult
 from reports import Study, build
 from reports import budget as section
+from tests.conftest import edited
 from tests.synthetic_study import PROV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,16 +110,7 @@ def budget_spec(**change) -> dict:
                         "space": {"loss.gp_lambda": {"type": "float", "low": 0.01, "high": 10.0, "log": True}}},
         }},
     }
-    for path, value in change.items():
-        node = search
-        *parents, leaf = path.split(".")
-        for key in parents:
-            node = node[key]
-        if value is None:
-            del node[leaf]
-        else:
-            node[leaf] = value
-    return {"name": "tiny_budget", "base": TINY, "seeds": [0, 1], "search": search}
+    return {"name": "tiny_budget", "base": TINY, "seeds": [0, 1], "search": edited(search, change)}
 
 
 def test_a_budget_spec_is_one_plain_search_per_loss_and_sampler():

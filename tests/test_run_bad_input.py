@@ -3,7 +3,6 @@ dotted path and the reason; nothing is written, nothing in a spec is run as code
 
 from __future__ import annotations
 
-import copy
 import sys
 
 import pytest
@@ -11,6 +10,7 @@ import yaml
 
 from bench.run import CELL_LIMIT, main
 from bench.spec import MAX_CELLS, MAX_YAML_NODES
+from tests.conftest import DROP, edited
 
 VALID = {
     "name": "bad",
@@ -21,20 +21,7 @@ VALID = {
 
 def changed(**paths) -> dict:
     """VALID with keys replaced (``base__train`` is ``spec["base"]["train"]``); ``DROP`` removes one."""
-    spec = copy.deepcopy(VALID)
-    for path, value in paths.items():
-        *parents, leaf = path.split("__")
-        node = spec
-        for key in parents:
-            node = node[key]
-        if value is DROP:
-            del node[leaf]
-        else:
-            node[leaf] = value
-    return spec
-
-
-DROP = object()
+    return edited(VALID, paths, sep="__")
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
 ) + "name: bomb\nbase: {dataset: {name: 25gaussians}, loss: {name: wgan}}\nmatrix: {train.batch_size: *i}\n"
