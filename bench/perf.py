@@ -55,7 +55,8 @@ def toy_config(loss: dict, width: int, optimizer: dict | None = None, **train) -
 def dcgan_config(**train) -> dict:
     return resolve_config({"preset": "paper", "dataset": {"name": "digits", "image_size": 32},
                            "generator": {"arch": "dcgan", "ngf": 32}, "critic": {"arch": "dcgan", "ndf": 32},
-                           "loss": {"name": "wgan", "clip_value": 0.01}, "train": train,
+                           "loss": {"name": "wgan", "clip_value": 0.01},
+                           "train": {"critic_warmup": False, **train},  # steady-state steps, not the warm-up's 100
                            "eval": {"metrics": [], "n_samples": 64}})
 
 
@@ -89,12 +90,14 @@ def final_modes(G: torch.nn.Module, data, seed: int, n: int = 2500) -> dict[str,
 
 def harness_rate(config: dict, iters: int, seeds: list[int]) -> tuple[float, list]:
     """Generator iterations per second per cell of the harness's trainer (training clock only), warm-up
-    excluded: a run of a tenth of ``iters`` is subtracted from the full run."""
+    excluded: a run of a tenth of ``iters`` is subtracted from the full run. The cell computes with the
+    process's torch threads, as the reference beside it does (a cell's own default is one thread)."""
     warmup = max(1, iters // 10)
 
     def run(n: int):
         cfg = copy.deepcopy(config)
         cfg["train"]["generator_iters"] = n
+        cfg["train"]["threads"] = torch.get_num_threads()
         cfg["eval"]["every"] = n
         results = train_ensemble(cfg, seeds) if len(seeds) > 1 else [train(cfg, seeds[0])]
         return results[0].train_s, results

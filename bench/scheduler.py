@@ -68,8 +68,10 @@ def ensembles(cells: list[Cell], workers: int, max_members: int) -> list[list[Ce
 
     A group holds at most ``max_members`` cells whose generator and critic architectures have a stacked
     form and that take no checkpoints (a checkpoint belongs to one cell, so such cells train alone); its
-    cells are in config order, then seed. The largest groups are halved until there are at least
-    ``workers`` tasks, so grouping never leaves a worker idle that would otherwise have had a cell."""
+    cells are in config order, then seed. The costliest group is halved while there are fewer tasks than
+    ``workers`` or it holds more than a worker's share of the matrix's work, so grouping never leaves a
+    worker idle while one stack trains alone (a cell's result does not depend on its stack: issue 18's
+    bitwise tests in tests/test_train.py)."""
     from bench.ensemble import stackable
     from bench.models import CRITICS, GENERATORS
 
@@ -89,8 +91,11 @@ def ensembles(cells: list[Cell], workers: int, max_members: int) -> list[list[Ce
     for same in by_key.values():
         same = sorted(same, key=lambda c: (order[c.config_id], c.seed))  # each loss's members side by side
         groups += [same[i : i + max_members] for i in range(0, len(same), max_members)]
-    while len(groups) < workers and max(map(len, groups)) > 1:
-        largest = max(groups, key=len)
+    share = sum(map(_work, groups)) / max(1, workers)  # of the whole matrix's work, per worker
+    while groups:
+        largest = max(groups, key=_work)
+        if len(largest) == 1 or (len(groups) >= workers and _work(largest) <= share):
+            break
         groups.remove(largest)
         groups += [largest[: len(largest) // 2], largest[len(largest) // 2 :]]
     return sorted(groups, key=_work, reverse=True)  # longest first: no long task left to start last
