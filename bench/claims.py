@@ -55,14 +55,13 @@ CLAIMS: Registry[Callable[[Study], Evidence]] = Registry("claim")
 
 
 def claim(name: str, *, paper: str, where: str, statement: str, spec: str, metric: str, figure: str,
-          threshold: float = 0.0, inclusive: bool = False, curve: str | None = None, gpu: bool = False):
+          threshold: float = 0.0, inclusive: bool = False, curve: str | None = None):
     """Register a claim. ``spec`` is relative to the repository root; ``figure`` is the key of the report
     figure (``reports.FIGURES``) that shows the evidence; ``curve`` the curve metric whose flattening says
     the preset reached its regime (default ``metric``); ``inclusive``: an interval starting exactly at the
-    threshold supports the claim ("at least 24 modes"); ``gpu``: the spec needs hours on a CPU, so ``--run``
-    runs it only where CUDA is available."""
+    threshold supports the claim ("at least 24 modes")."""
     return CLAIMS.register(name, paper=paper, where=where, statement=statement, spec=spec, metric=metric,
-                           figure=figure, threshold=threshold, inclusive=inclusive, curve=curve or metric, gpu=gpu)
+                           figure=figure, threshold=threshold, inclusive=inclusive, curve=curve or metric)
 
 
 def verdict(ev: Evidence | None, threshold: float = 0.0, inclusive: bool = False) -> str:
@@ -204,10 +203,10 @@ def wgan_fig3_estimate_tracks_quality(study: Study) -> Evidence:
     return mean_of(rho, f"rho per seed: {[round(r, 2) for r in rho]}")
 
 
-@claim("wgan_fig3_estimate_tracks_quality_mnist", paper=WGAN, where="Figs. 3-4 (images: MNIST 32x32, quality = FID)",
+@claim("wgan_fig3_estimate_tracks_quality_mnist", paper=WGAN, where="Figs. 3-4 (images: MNIST 16x16, quality = FID)",
        statement="The WGAN critic's W estimate falls as FID falls over training (Spearman rho per seed > 0.5).",
        spec="ablations/claims/wgan_fig3_mnist.yaml", metric="w_estimate vs fid",
-       figure="wgan_fig3_4_estimate_vs_quality", threshold=0.5, curve="fid", gpu=True)
+       figure="wgan_fig3_4_estimate_vs_quality", threshold=0.5, curve="fid")
 def wgan_fig3_estimate_tracks_quality_mnist(study: Study) -> Evidence:
     """As the toy claim, with FID in the study's feature space as the quality."""
     rho = tracking(study, CLIP, "fid")
@@ -227,10 +226,10 @@ def wgan_fig4_js_does_not_track(study: Study) -> Evidence:
 NO_BN_GENERATOR = {"generator.batchnorm": False}
 
 
-@claim("wgan_fig6_no_batchnorm", paper=WGAN, where="Figs. 5-6 (MNIST 32x32, DCGAN generator without batch norm)",
+@claim("wgan_fig6_no_batchnorm", paper=WGAN, where="Figs. 5-6 (MNIST 16x16, DCGAN generator without batch norm)",
        statement="Without batch norm in the DCGAN generator, WGAN learns and the standard GAN does not "
        "(FID of the GAN minus FID of WGAN > 0).", spec="ablations/claims/wgan_fig6_mnist.yaml", metric="fid",
-       figure="wgan_figs5_7_samples", gpu=True)
+       figure="wgan_figs5_7_samples")
 def wgan_fig6_no_batchnorm(study: Study) -> Evidence:
     """FID(-log D GAN) - FID(WGAN), both with the Fig. 6 generator."""
     gan = per_seed(study, {"loss.name": "nonsaturating", **NO_BN_GENERATOR}, "fid")
@@ -238,10 +237,10 @@ def wgan_fig6_no_batchnorm(study: Study) -> Evidence:
     return difference(gan, wgan, f"FID GAN {_fmt(gan)} vs WGAN {_fmt(wgan)}")
 
 
-@claim("wgan_fig7_mlp_generator", paper=WGAN, where="Fig. 7 (MNIST 32x32, 4-layer ReLU MLP generator)",
+@claim("wgan_fig7_mlp_generator", paper=WGAN, where="Fig. 7 (MNIST 16x16, 4-layer ReLU MLP generator)",
        statement="With an MLP generator the standard GAN collapses and WGAN does not (recall, the share of "
        "real images the generated ones cover, is higher for WGAN).", spec="ablations/claims/wgan_fig7_mnist.yaml",
-       metric="recall", figure="wgan_figs5_7_samples", gpu=True)
+       metric="recall", figure="wgan_figs5_7_samples", curve="fid")
 def wgan_fig7_mlp_generator(study: Study) -> Evidence:
     """recall(WGAN) - recall(-log D GAN): collapse leaves real images uncovered."""
     wgan, gan = per_seed(study, CLIP, "recall"), per_seed(study, {"loss.name": "nonsaturating"}, "recall")
@@ -505,7 +504,7 @@ def evaluate(name: str, study: Study | None) -> dict:
         "hi": ev.hi if ev else math.nan, "n_seeds": ev.n_seeds if ev else 0,
         "verdict": verdict(ev, meta["threshold"], meta["inclusive"]), "spec": meta["spec"],
         "git_sha": ",".join(shas), "threshold": meta["threshold"], "interval": ev.interval if ev else "",
-        "detail": ev.detail if ev else ("an image spec: hours on 2 CPU cores, run it on a GPU" if meta["gpu"] else ""),
+        "detail": ev.detail if ev else "",
         "flattened": flattened(study, meta["curve"]) if study is not None else None,
         "study": str(study.path) if study is not None else "",
     }
@@ -566,17 +565,12 @@ def parser() -> argparse.ArgumentParser:
 def _run_missing(names: list[str], results: Path, workers: int | None) -> tuple[dict[str, float], int]:
     """Run every spec of ``names`` with cells missing under ``results``; seconds per spec and bench.run's
     worst exit code."""
-    import torch
-
     from bench import run, store
 
     seconds, worst = {}, 0
-    for spec, gpu in {CLAIMS.entry(n).meta["spec"]: CLAIMS.entry(n).meta["gpu"] for n in names}.items():
+    for spec in dict.fromkeys(CLAIMS.entry(n).meta["spec"] for n in names):
         name, ids = spec_cells(spec)
         if ids <= store.done_cells(results / name):
-            continue
-        if gpu and not torch.cuda.is_available():
-            print(f"skipped {spec}: an image spec that needs a GPU (no CUDA device here)", flush=True)
             continue
         start = time.perf_counter()
         code = run.main([str(ROOT / spec), "--results-dir", str(results), "--quiet",

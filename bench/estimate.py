@@ -1,12 +1,13 @@
 """How long a run of a spec's cells will take, for ``bench.run --dry-run``.
 
-A cell's time is its generator steps times the seconds per step of its config's shape (``shape``: what the
-time per step depends on). That rate comes from the stored runs of this host, in every study under the
-results directory (``wall_s`` per step and ensemble member, evaluation included), or else from a quick
-calibration: ``CALIBRATION_STEPS`` generator steps of one cell of the shape, trained alone here with
-evaluation off. The run time is the longest worker's share when the cells are dealt out to the workers
-costliest first. An estimate: stacked seeds usually finish sooner than cells calibrated alone, and
-a machine shared with others is slower than one that is not.
+A cell's time is its generator steps (``steady_steps``: a critic warm-up's steps count at their cost) times
+the seconds per steady-state step of its config's shape (``shape``: what the time per step depends on). That
+rate comes from the stored runs of this host, in every study under the results directory (``wall_s`` per step
+and ensemble member, evaluation included), or else from a quick calibration: ``CALIBRATION_STEPS`` generator
+steps of one cell of the shape, trained alone here with evaluation and warm-up off. The run time is the
+longest worker's share when the cells are dealt out to the workers costliest first. An estimate: stacked
+seeds usually finish sooner than cells calibrated alone, and a machine shared with others is slower than one
+that is not.
 """
 
 from __future__ import annotations
@@ -41,17 +42,18 @@ class Estimate:
 
 def shape(config: dict) -> str:
     """What a cell's time per generator step depends on: its config without the optimizer, the loss's
-    hyperparameters (its name stays), the number of generator steps and the checkpoint interval."""
+    hyperparameters (its name stays), the number of generator steps, the checkpoint interval and the critic
+    warm-up (rates are per steady-state step)."""
     reduced = copy.deepcopy(config)
     reduced.pop("optimizer", None)
     reduced["loss"] = {"name": config["loss"]["name"]}
-    for key in ("generator_iters", "checkpoint_every"):
+    for key in ("generator_iters", "checkpoint_every", "critic_warmup"):
         reduced["train"].pop(key, None)
     return short_hash(reduced)
 
 
 def stored_rates(results_dir: Path, host: str) -> dict[str, float]:
-    """Median seconds per generator step and cell of the ok runs of ``host``, by shape, from every study's
+    """Median seconds per steady-state generator step and cell of the ok runs of ``host``, by shape, from every study's
     ``runs.parquet`` under ``results_dir``."""
     import pandas as pd
 
@@ -65,18 +67,29 @@ def stored_rates(results_dir: Path, host: str) -> dict[str, float]:
         if not needed <= set(runs.columns):
             continue
         members = runs["ensemble_size"].fillna(1) if "ensemble_size" in runs else 1
-        runs = runs.assign(per_step=runs["wall_s"] / members / runs["generator_iters"])
+        runs = runs.assign(per_member=runs["wall_s"] / members)
         for row in runs[(runs["status"] == "ok") & (runs["host"] == host) & (runs["generator_iters"] > 0)].itertuples():
-            rates.setdefault(shape(json.loads(row.config_json)), []).append(row.per_step)
+            config = json.loads(row.config_json)
+            config["train"]["generator_iters"] = row.generator_iters  # where it stopped (pruned runs stop early)
+            rates.setdefault(shape(config), []).append(row.per_member / steady_steps(config))
     return {key: statistics.median(values) for key, values in rates.items()}
 
 
+def steady_steps(config: dict) -> float:
+    """The cell's generator steps counted at their steady-state cost: the WGAN preset's critic warm-up (100
+    critic steps per generator step at first) makes its first steps many times costlier."""
+    from bench.train import warmup_share
+
+    return config["train"]["generator_iters"] * warmup_share(config)
+
+
 def calibrate(config: dict, device: str, steps: int = CALIBRATION_STEPS) -> float:
-    """Seconds per generator step of ``config`` trained alone here for ``steps`` steps, evaluation off."""
+    """Seconds per steady-state generator step (no warm-up) of ``config`` trained alone here for ``steps``
+    steps, evaluation off."""
     from bench.train import train
 
     quick = copy.deepcopy(config)
-    quick["train"].update(generator_iters=steps, checkpoint_every=0)
+    quick["train"].update(generator_iters=steps, checkpoint_every=0, critic_warmup=False)
     quick["eval"].update(every=steps, metrics=[], n_samples=min(quick["eval"]["n_samples"], 64), snapshot_samples=0)
     result = train(quick, 0, device=device)
     if result.status != "ok":
@@ -112,7 +125,7 @@ def estimate(cells: list[Cell], results_dir: Path, workers: int | None, device: 
     except Exception as err:  # a missing data set, no CUDA device, a cell that fails: the run will say
         return Estimate(None, f"calibration failed ({type(err).__name__}: {(str(err).splitlines() or [''])[0]})")
     per_step = {**rates, **calibrated}
-    costs = [per_step[shape(c.config)] * c.config["train"]["generator_iters"] for c in cells]
+    costs = [per_step[shape(c.config)] * steady_steps(c.config) for c in cells]
     return Estimate(makespan(costs, workers), _basis(len(shapes) - len(missing), len(missing), len(cells), workers))
 
 

@@ -114,6 +114,16 @@ def critic_steps(cfg: dict, step: int) -> int:
     return cfg["train"]["n_critic"]
 
 
+def warmup_share(cfg: dict) -> float:
+    """A cell's training steps (critic and generator) over what they would be without the warm-up: the
+    factor by which ``critic_warmup`` lengthens the run (``bench.estimate``)."""
+    iters, n_critic = cfg["train"]["generator_iters"], cfg["train"]["n_critic"]
+    if not cfg["train"]["critic_warmup"] or iters == 0:
+        return 1.0
+    warm = min(iters, 25) + max(0, (iters - 1) // 500)  # steps 0-24, then 500, 1000, ... (``critic_steps``)
+    return (iters * (n_critic + 1) + warm * (100 - n_critic)) / (iters * (n_critic + 1))
+
+
 class Run:
     """A stack of cells in training: its networks and optimizers (one stack each), its members' data sets,
     random streams and records, and its clock. Tensors carry a leading member dimension, (k, m, ...), and

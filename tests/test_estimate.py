@@ -7,9 +7,10 @@ import pytest
 import yaml
 
 from bench import estimate, store
+from bench.estimate import steady_steps
 from bench.run import main
-from bench.spec import expand, parse_spec
-from bench.train import RunResult
+from bench.spec import expand, parse_spec, resolve_config
+from bench.train import RunResult, critic_steps
 from tests.conftest import tiny_base
 
 
@@ -80,3 +81,14 @@ def test_a_config_that_cannot_be_calibrated_gives_no_estimate_and_says_why(tmp_p
     assert got.seconds is None
     assert str(got).startswith("no run-time estimate: calibration failed (DataNotFound: MNIST test set (source t10k) "
                                f"not found: looked for {tmp_path / 'empty'}")
+
+
+@pytest.mark.parametrize("iters", [1, 24, 25, 26, 500, 501, 1000, 1001, 2500])
+def test_a_critic_warmup_counts_at_its_cost(iters):
+    """The WGAN preset's 100-critic-step warm-up lengthens a cell by exactly the steps it adds."""
+    config = resolve_config({"preset": "paper", "dataset": {"name": "25gaussians"}, "loss": {"name": "wgan"},
+                             "train": {"generator_iters": iters}})
+    assert config["train"]["critic_warmup"]
+    steps = sum(critic_steps(config, s) + 1 for s in range(iters))
+    assert steady_steps(config) == pytest.approx(steps / (config["train"]["n_critic"] + 1))
+    assert steady_steps({**config, "train": {**config["train"], "critic_warmup": False}}) == iters
