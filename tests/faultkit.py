@@ -15,9 +15,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = Path(__file__).resolve().parent / "fault_plugin"
-# Run-to-run differences that are not results.
-# How a run was scheduled and timed, not what it computed: these may differ between runs of one cell.
-TIMING_COLUMNS = ["started_at", "wall_s", "train_s", "resumed_from", "host", "git_sha", "workers"]
+# How a run was scheduled and timed, not what it computed: these may differ between runs of one cell (the
+# scheduler sizes stacks by the worker count; a cell's results do not depend on its stack).
+TIMING_COLUMNS = ["started_at", "wall_s", "train_s", "resumed_from", "host", "git_sha", "workers", "ensemble_size"]
 
 
 def tiny_spec(name: str, *, iters: int = 40, checkpoint_every: int = 0, seeds=(0,), matrix=None,
