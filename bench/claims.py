@@ -242,13 +242,20 @@ def wgan_fig6_no_batchnorm(study: Study) -> Evidence:
 
 
 @claim("wgan_fig7_mlp_generator", paper=WGAN, where="Fig. 7 (MNIST 16x16, 4-layer ReLU MLP generator)",
-       statement="With an MLP generator the standard GAN collapses and WGAN does not (recall, the share of "
-       "real images the generated ones cover, is higher for WGAN).", spec="ablations/claims/wgan_fig7_mnist.yaml",
-       metric="recall", figure="wgan_figs5_7_samples", curve="fid")
+       statement="With an MLP generator the standard GAN collapses and WGAN does not (WGAN's samples cover "
+       "more of the ten digits).", spec="ablations/claims/wgan_fig7_mnist.yaml", metric="digit_classes",
+       figure="wgan_figs5_7_samples", curve="fid")
 def wgan_fig7_mlp_generator(study: Study) -> Evidence:
-    """recall(WGAN) - recall(-log D GAN): collapse leaves real images uncovered."""
-    wgan, gan = per_seed(study, CLIP, "recall"), per_seed(study, {"loss.name": "nonsaturating"}, "recall")
-    return difference(wgan, gan, f"recall WGAN {_fmt(wgan)} vs GAN {_fmt(gan)}")
+    """digit_classes(WGAN) - digit_classes(-log D GAN): the digits (modes) the MNIST classifier recognises in
+    at least 1 % of the samples (``bench.metrics.modes.class_metrics``). Collapse is the loss of modes; on MNIST
+    the digits are the modes, as the 25 centres are on the toy set. (Improved recall, the share of real images
+    inside the generated k-NN manifold, was this claim's measure first: at 16x16 it is 0 for every run of
+    either loss, so it cannot tell collapse from low quality.)"""
+    gan = {"loss.name": "nonsaturating"}
+    wgan, other = per_seed(study, CLIP, "digit_classes"), per_seed(study, gan, "digit_classes")
+    return difference(wgan, other, f"digits WGAN {_fmt(wgan)} vs GAN {_fmt(other)}; recognisable share WGAN "
+                      f"{_fmt(per_seed(study, CLIP, 'recognisable_fraction'))} vs GAN "
+                      f"{_fmt(per_seed(study, gan, 'recognisable_fraction'))}")
 
 
 def oscillation(study: Study, where: dict, metric: str) -> pd.Series:

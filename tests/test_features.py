@@ -134,3 +134,21 @@ def test_results_name_the_classifiers_training_split(mnist_root):
     train_images, _, held_images, _ = classifier_arrays()  # held out: its accuracy is measured on them
     assert (len(train_images), len(held_images)) == (5000, 5000)
     assert not image_hashes(train_images.unsqueeze(1)) & image_hashes(held_images.unsqueeze(1))
+
+
+def test_the_classifier_trains_with_gradients_when_first_used_inside_no_grad(tmp_path, monkeypatch):
+    """Metrics classify under torch.no_grad(); on a machine without cached weights that call trains the
+    classifier first, which needs autograd."""
+    from bench.metrics import features
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    grad_enabled = []
+
+    def train(log):
+        grad_enabled.append(torch.is_grad_enabled())
+        return features.LeNet().state_dict(), 0.99
+
+    monkeypatch.setattr(features, "_train_classifier", train)
+    with torch.no_grad():
+        assert features.ensure_classifier().is_relative_to(tmp_path)
+    assert grad_enabled == [True]

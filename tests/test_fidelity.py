@@ -1,5 +1,7 @@
 """Image metrics through torch-fidelity (bench/metrics/fidelity.py), the project classifier's feature
-space (bench/metrics/features.py) and the Stacked-MNIST mode count (bench/metrics/modes.py)."""
+space (bench/metrics/features.py) and the Stacked-MNIST and MNIST-digit mode counts (bench/metrics/modes.py)."""
+
+import math
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ from bench.metrics.features import (
     MIN_ACCURACY,
     N_HELDOUT,
     cache_dir,
+    class_probabilities,
     classifier_info,
     classify,
     feature_space_label,
@@ -23,7 +26,7 @@ from bench.metrics.features import (
     resolve_feature_space,
 )
 from bench.metrics.fidelity import fidelity_metrics
-from bench.metrics.modes import stacked_mode_metrics
+from bench.metrics.modes import class_metrics, stacked_mode_metrics
 from tests.conftest import MNIST_T10K as MNIST
 from tests.conftest import require_data
 
@@ -82,6 +85,24 @@ def test_stacked_mnist_real_data_covers_all_modes(mnist):
     collapsed = stacked.reference(10).repeat(50, 1, 1, 1)
     few = stacked_mode_metrics(classify(collapsed))
     assert few["stacked_modes"] <= 10 and few["stacked_kl"] > 4  # log(1000 / 10) for 10 equal modes
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_digit_classes_count_the_digits_a_generator_makes_recognisably(size):
+    require_data(MNIST)
+    mnist = build({**MNIST, "image_size": size})
+    real = mnist.reference(1000)
+    covered = class_metrics(class_probabilities(real))
+    assert covered["digit_classes"] == 10 and covered["recognisable_fraction"] > 0.8 and covered["digit_kl"] < 0.05
+    digits = class_probabilities(real).argmax(1)
+    collapsed = torch.cat([real[digits == 3][:1].repeat(700, 1, 1, 1), real[digits == 7][:1].repeat(300, 1, 1, 1)])
+    two = class_metrics(class_probabilities(collapsed))
+    assert two["digit_classes"] == 2 and two["recognisable_fraction"] == 1.0
+    assert two["digit_kl"] == pytest.approx(math.log(10) - (-0.7 * math.log(0.7) - 0.3 * math.log(0.3)))
+    stray = torch.cat([collapsed[:995], real[digits == 1][:5]])  # 5 of 1000 samples: under the 1 % a mode needs
+    assert class_metrics(class_probabilities(stray))["digit_classes"] == 2
+    grey = class_metrics(class_probabilities(torch.zeros(1000, 1, size, size)))  # no digit at all
+    assert grey["digit_classes"] == 0 and grey["recognisable_fraction"] == 0 and math.isnan(grey["digit_kl"])
 
 
 def test_stacked_feature_space_scores_1000_modes(mnist):

@@ -292,8 +292,8 @@ def _gray(images: Tensor, size: int) -> TensorImages:
 
 
 @DATASETS.register(
-    "mnist", params=MNISTParams, tags={"images"}, defaults=IMAGE_DEFAULTS, default_metrics=IMAGE_METRICS,
-    locate=locate_mnist, classifier_space="lenet-mnist",
+    "mnist", params=MNISTParams, tags={"images", "mnist_digits"}, defaults=IMAGE_DEFAULTS,
+    default_metrics=IMAGE_METRICS, locate=locate_mnist, classifier_space="lenet-mnist",
 )
 def mnist(params: MNISTParams, seed: int) -> ImageDataset:
     train, _, held, _ = mnist_arrays(params.source)

@@ -111,7 +111,8 @@ def train_classifier(log=print) -> tuple[dict, float]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train_classifier(log)
+        with torch.enable_grad():  # first use may come from inside a no_grad evaluation (``classify``)
+            return _train_classifier(log)
     finally:
         torch.set_num_threads(threads)
 
@@ -174,6 +175,13 @@ def load_classifier(device: str = "cpu") -> LeNet:
     net = LeNet()
     net.load_state_dict(torch.load(ensure_classifier(), map_location="cpu", weights_only=True))
     return net.eval().requires_grad_(False).to(device)
+
+
+@torch.no_grad()
+def class_probabilities(images: Tensor, device: str = "cpu", batch_size: int = 1000) -> Tensor:
+    """The classifier's softmax over the 10 digits per grayscale image: images (N, 1, H, W) in [-1, 1] -> (N, 10)."""
+    net = load_classifier(str(device))
+    return torch.cat([net(chunk.to(device)).softmax(1).cpu() for chunk in images.split(batch_size)])
 
 
 @torch.no_grad()

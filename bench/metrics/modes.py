@@ -1,4 +1,5 @@
-"""Mode coverage on Gaussian mixtures: the VEEGAN / PacGAN protocol."""
+"""Mode coverage: on Gaussian mixtures (the VEEGAN / PacGAN protocol), on Stacked MNIST's digit triples and on
+MNIST's ten digit classes."""
 
 from __future__ import annotations
 
@@ -77,3 +78,43 @@ def stacked_modes(ctx: EvalContext) -> dict[str, float]:
     from bench.metrics.features import classify
 
     return stacked_mode_metrics(classify(ctx.samples, str(ctx.device)))
+
+
+CLASS_CONFIDENCE = 0.9  # a generated image is a recognisable digit when the classifier gives it this probability
+CLASS_MIN_SHARE = 0.01  # a digit class is covered when at least this share of the samples are recognisably it
+
+
+def class_metrics(probabilities: Tensor) -> dict[str, float]:
+    """MNIST's ten digit classes as modes, from the classifier's probabilities (n, 10) for n generated images:
+    an image is *recognisable* when its most likely digit has probability >= ``CLASS_CONFIDENCE`` (the analogue
+    of a high-quality sample); ``digit_classes`` counts the digits that at least ``CLASS_MIN_SHARE`` of all
+    samples recognisably are (a tenth of the 10 % each digit gets from a generator that matches MNIST, so that
+    a few stray samples do not make a mode); ``recognisable_fraction`` is the share of recognisable images and
+    ``digit_kl`` = KL(histogram of recognisable digits || uniform over 10), NaN when none is recognisable."""
+    confidence, digit = probabilities.double().max(dim=1)
+    sure = confidence >= CLASS_CONFIDENCE
+    counts = torch.bincount(digit[sure], minlength=10).double()
+    out = {"digit_classes": float((counts >= CLASS_MIN_SHARE * len(digit)).sum()),
+           "recognisable_fraction": float(sure.double().mean()), "digit_kl": math.nan}
+    if counts.sum() > 0:
+        p = counts / counts.sum()
+        out["digit_kl"] = float(torch.special.xlogy(p, p * 10).sum())
+    return out
+
+
+@METRICS.register(
+    "digit_classes",
+    requires={"mnist_digits"},
+    columns=[
+        Column("digit_classes", True, "digits (of 10) that >= 1% of the samples are, classifier probability >= 0.9",
+               bounded=True),
+        Column("recognisable_fraction", True, "share of samples classified with probability >= 0.9", bounded=True),
+        Column("digit_kl", False, "KL(histogram of recognisable digits || uniform over 10)", bounded=True),
+    ],
+)
+def digit_classes(ctx: EvalContext) -> dict[str, float]:
+    """Mode collapse on MNIST (WGAN Fig. 7): the project's MNIST classifier (``bench.metrics.features``)
+    labels each of the ``eval.n_samples`` generated images."""
+    from bench.metrics.features import class_probabilities
+
+    return class_metrics(class_probabilities(ctx.samples, str(ctx.device)))
