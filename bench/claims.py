@@ -21,7 +21,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +55,16 @@ CLAIMS: Registry[Callable[[Study], Evidence]] = Registry("claim")
 
 
 def claim(name: str, *, paper: str, where: str, statement: str, spec: str, metric: str, figure: str,
-          threshold: float = 0.0, inclusive: bool = False, curve: str | None = None):
+          threshold: float = 0.0, inclusive: bool = False, curve: str | None = None, pooled: bool = False):
     """Register a claim. ``spec`` is relative to the repository root; ``figure`` is the key of the report
     figure (``reports.FIGURES``) that shows the evidence; ``curve`` the curve metric whose flattening says
-    the preset reached its regime (default ``metric``); ``inclusive``: an interval starting exactly at the
+    the preset reached its regime (default ``metric``), judged per config, or, with ``pooled`` (a claim about
+    a quantity pooled over configs, like Table 2's success rates), on the claim's effect recomputed at every
+    evaluation from that curve (``effect_curve``); ``inclusive``: an interval starting exactly at the
     threshold supports the claim ("at least 24 modes")."""
     return CLAIMS.register(name, paper=paper, where=where, statement=statement, spec=spec, metric=metric,
-                           figure=figure, threshold=threshold, inclusive=inclusive, curve=curve or metric)
+                           figure=figure, threshold=threshold, inclusive=inclusive, curve=curve or metric,
+                           pooled=pooled)
 
 
 def verdict(ev: Evidence | None, threshold: float = 0.0, inclusive: bool = False) -> str:
@@ -127,6 +130,21 @@ def curve_of(study: Study, cell_id: str, metric: str) -> pd.Series:
 FLAT_TOLERANCE = 0.1  # share of a curve's scale (the larger of its range and its final level) the last quarter may move
 
 
+FLAT_COLUMNS = ["config", "metric", "evaluations", "from_iter", "scale", "previous", "last", "flattened"]
+
+
+def _flat(curve: pd.Series, config: str, metric: str) -> dict:
+    """The flattening rule on one curve indexed by generator iteration (``flattening``)."""
+    curve = curve.sort_index()
+    q = len(curve) // 4
+    previous = float(curve.iloc[-2 * q: -q].mean()) if q else math.nan
+    last = float(curve.iloc[-q:].mean()) if q else math.nan
+    scale = max(float(curve.max() - curve.min()), abs(last))
+    return {"config": config, "metric": metric, "evaluations": len(curve),
+            "from_iter": int(curve.index[-q]) if q else None, "scale": scale, "previous": previous,
+            "last": last, "flattened": bool(q) and abs(last - previous) <= FLAT_TOLERANCE * scale}
+
+
 def flattening(study: Study, metric: str) -> pd.DataFrame:
     """Per config, the seed-mean curve of ``metric``: its ``scale`` (the larger of its range and the size of
     its last-quarter level, so that a curve that was flat from the start but noisy is not judged by its
@@ -134,25 +152,41 @@ def flattening(study: Study, metric: str) -> pd.DataFrame:
     quarter (``last``, from ``from_iter``), and ``flattened``: the two differ by at most ``FLAT_TOLERANCE``
     of the scale."""
     c = study.curves[(study.curves["metric"] == metric) & study.curves["cell_id"].isin(study.ok["cell_id"])]
-    rows = []
-    for config_id, group in c.merge(study.ok[["cell_id", "config_id"]], on="cell_id").groupby("config_id"):
-        mean = group.groupby("generator_iter")["value"].mean().sort_index()
-        q = len(mean) // 4
-        previous = float(mean.iloc[-2 * q: -q].mean()) if q else math.nan
-        last = float(mean.iloc[-q:].mean()) if q else math.nan
-        scale = max(float(mean.max() - mean.min()), abs(last))
-        rows.append({"config": study.labels[config_id], "metric": metric, "evaluations": len(mean),
-                     "from_iter": int(mean.index[-q]) if q else None, "scale": scale, "previous": previous,
-                     "last": last, "flattened": bool(q) and abs(last - previous) <= FLAT_TOLERANCE * scale})
-    return pd.DataFrame(rows, columns=["config", "metric", "evaluations", "from_iter", "scale", "previous", "last",
-                                       "flattened"])
+    rows = [_flat(group.groupby("generator_iter")["value"].mean(), study.labels[config_id], metric)
+            for config_id, group in c.merge(study.ok[["cell_id", "config_id"]], on="cell_id").groupby("config_id")]
+    return pd.DataFrame(rows, columns=FLAT_COLUMNS)
 
 
-def flattened(study: Study, metric: str) -> bool | None:
-    """The preset reached its regime: every config's seed-mean curve of ``metric`` moved over the last
-    quarter of its evaluations by at most ``FLAT_TOLERANCE`` of its scale (``flattening``: mean of the last
-    quarter against the mean of the quarter before). None where the study has no such curve."""
-    table = flattening(study, metric)
+def effect_curve(study: Study, name: str) -> pd.Series:
+    """Claim ``name``'s effect at each evaluation, indexed by generator iteration: every run's final value of
+    the claim's curve metric replaced by its value at that evaluation (a run without one there, e.g. one that
+    diverged earlier, has none, as a run that did not train)."""
+    metric = CLAIMS.entry(name).meta["curve"]
+    c = study.curves[study.curves["metric"] == metric]
+    out = {}
+    for it, at in c.groupby("generator_iter"):
+        runs = study.runs.drop(columns=[metric], errors="ignore").merge(
+            at[["cell_id", "value"]].rename(columns={"value": metric}), on="cell_id", how="left")
+        out[int(it)] = CLAIMS.get(name)(replace(study, runs=runs)).effect
+    return pd.Series(out, dtype=float).sort_index()
+
+
+def regime(study: Study, name: str) -> pd.DataFrame:
+    """``flattening``'s rows for claim ``name``: per config of its curve metric, or, for a ``pooled`` claim,
+    one row for its ``effect_curve`` (config ``effect``, metric ``effect of <curve>``)."""
+    meta = CLAIMS.entry(name).meta
+    if not meta["pooled"]:
+        return flattening(study, meta["curve"])
+    curve = effect_curve(study, name).dropna()
+    return pd.DataFrame([_flat(curve, "effect", f"effect of {meta['curve']}")] if len(curve) else [],
+                        columns=FLAT_COLUMNS)
+
+
+def flattened(study: Study, name: str) -> bool | None:
+    """The preset reached the regime of claim ``name``: every curve of ``regime`` moved over the last quarter
+    of its evaluations by at most ``FLAT_TOLERANCE`` of its scale (``flattening``: mean of the last quarter
+    against the mean of the quarter before). None where the study has no such curve."""
+    table = regime(study, name)
     return None if table.empty else bool(table["flattened"].all())
 
 
@@ -250,7 +284,9 @@ def wgan_fig7_mlp_generator(study: Study) -> Evidence:
     at least 1 % of the samples (``bench.metrics.modes.class_metrics``). Collapse is the loss of modes; on MNIST
     the digits are the modes, as the 25 centres are on the toy set. (Improved recall, the share of real images
     inside the generated k-NN manifold, was this claim's measure first: at 16x16 it is 0 for every run of
-    either loss, so it cannot tell collapse from low quality.)"""
+    either loss, so it cannot tell collapse from low quality.) The preset's regime is judged on FID, the
+    samples' quality: a generator that has not collapsed keeps adding digits slowly as its samples sharpen,
+    while a collapsed one stays at its one digit."""
     gan = {"loss.name": "nonsaturating"}
     wgan, other = per_seed(study, CLIP, "digit_classes"), per_seed(study, gan, "digit_classes")
     return difference(wgan, other, f"digits WGAN {_fmt(wgan)} vs GAN {_fmt(other)}; recognisable share WGAN "
@@ -416,7 +452,7 @@ TABLE2_SUCCESS = 20  # modes captured (of 25) for a run to count as trained succ
        f"seeds on 25 Gaussians, success = at least {TABLE2_SUCCESS} of 25 modes",
        statement="Over architectures, WGAN-GP trains successfully more often than the standard (-log D) GAN.",
        spec="ablations/claims/wgangp_table2.yaml", metric=f"success rate (modes >= {TABLE2_SUCCESS})",
-       figure="wgangp_table2_architecture_robustness", curve="modes_captured")
+       figure="wgangp_table2_architecture_robustness", curve="modes_captured", pooled=True)
 def wgangp_table2_architectures(study: Study) -> Evidence:
     """Success rate of WGAN-GP minus that of the GAN over all (architecture, seed) runs; a failed or diverged
     run is a failure. Newcombe's interval for the difference of two rates."""
@@ -516,7 +552,7 @@ def evaluate(name: str, study: Study | None) -> dict:
         "verdict": verdict(ev, meta["threshold"], meta["inclusive"]), "spec": meta["spec"],
         "git_sha": ",".join(shas), "threshold": meta["threshold"], "interval": ev.interval if ev else "",
         "detail": ev.detail if ev else "",
-        "flattened": flattened(study, meta["curve"]) if study is not None else None,
+        "flattened": flattened(study, name) if study is not None else None,
         "study": str(study.path) if study is not None else "",
     }
 
