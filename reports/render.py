@@ -71,8 +71,9 @@ def claims_section(claims: pd.DataFrame, sections: list[Section]) -> list[str]:
             "Each claim's effect is oriented so that larger supports it; `supported` when its 95% interval over "
             "training seeds lies above the claim's threshold, `contradicted` when below, `inconclusive` when it "
             "straddles it or there is no interval (fewer than 3 seeds). `flattened`: over the last quarter of the "
-            "evaluations every config's seed-mean curve moved by at most 10% of its scale (figure *Claims: did "
-            "the preset reach its regime*; `bench/claims.py`).",
+            "evaluations every config's seed-mean curve moved by at most 10% of its scale, or, for a claim about a "
+            "quantity pooled over configs, the claim's effect recomputed at every evaluation did (figure *Claims: "
+            "did the preset reach its regime*; `bench/claims.py`).",
             "", table(pd.DataFrame(rows)), ""]
 
 
