@@ -171,15 +171,23 @@ def effect_curve(study: Study, name: str) -> pd.Series:
     return pd.Series(out, dtype=float).sort_index()
 
 
+EFFECT = "effect"  # the config label of a pooled claim's effect curve in ``regime``'s rows
+
+
+def judged_curve(name: str) -> str:
+    """The curve ``regime`` judges claim ``name`` by: its curve metric, or ``effect of <curve>`` when pooled."""
+    meta = CLAIMS.entry(name).meta
+    return f"{EFFECT} of {meta['curve']}" if meta["pooled"] else meta["curve"]
+
+
 def regime(study: Study, name: str) -> pd.DataFrame:
     """``flattening``'s rows for claim ``name``: per config of its curve metric, or, for a ``pooled`` claim,
-    one row for its ``effect_curve`` (config ``effect``, metric ``effect of <curve>``)."""
+    one row for its ``effect_curve`` (config ``EFFECT``, metric ``judged_curve``)."""
     meta = CLAIMS.entry(name).meta
     if not meta["pooled"]:
         return flattening(study, meta["curve"])
     curve = effect_curve(study, name).dropna()
-    return pd.DataFrame([_flat(curve, "effect", f"effect of {meta['curve']}")] if len(curve) else [],
-                        columns=FLAT_COLUMNS)
+    return pd.DataFrame([_flat(curve, EFFECT, judged_curve(name))] if len(curve) else [], columns=FLAT_COLUMNS)
 
 
 def flattened(study: Study, name: str) -> bool | None:

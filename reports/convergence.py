@@ -24,12 +24,11 @@ def _claims(study: Study) -> list[str]:
 
 def _judged(study: Study) -> dict[str, str]:
     """Each curve a claim of this study is judged by (``flattening``'s ``metric``) -> a claim judged by it."""
-    from bench.claims import CLAIMS
+    from bench.claims import judged_curve
 
     out = {}
     for name in _claims(study):
-        meta = CLAIMS.entry(name).meta
-        out.setdefault(f"effect of {meta['curve']}" if meta["pooled"] else meta["curve"], name)
+        out.setdefault(judged_curve(name), name)
     return out
 
 
@@ -37,13 +36,13 @@ def points(study: Study) -> pd.DataFrame:
     """Tidy, one row per point of a judged curve: per (ok cell, curve metric, evaluation) ``study.curve``'s
     columns; for a pooled claim, its ``bench.claims.effect_curve`` (config ``effect``, one value per
     evaluation)."""
-    from bench.claims import CLAIMS, effect_curve
+    from bench.claims import CLAIMS, EFFECT, effect_curve
 
     parts = []
     for metric, name in _judged(study).items():
         if CLAIMS.entry(name).meta["pooled"]:
             effect = effect_curve(study, name).dropna()
-            parts.append(pd.DataFrame({"metric": metric, "config": "effect", "seed": 0, "status": "ok",
+            parts.append(pd.DataFrame({"metric": metric, "config": EFFECT, "seed": 0, "status": "ok",
                                        "generator_iter": effect.index, "value": effect.to_numpy()}))
         else:
             parts.append(study.curve(metric).query("status == 'ok'"))
@@ -86,10 +85,10 @@ def draw(points: pd.DataFrame, table: pd.DataFrame, metrics: list[str], order: l
 def claims_convergence(study: Study, out: Path) -> Section:
     """Each curve a claim's flattening criterion reads, mean and 95% interval over seeds per config, with
     the quarter of evaluations before the last (light) and the last quarter (dark) shaded."""
-    from bench.claims import FLAT_TOLERANCE
+    from bench.claims import EFFECT, FLAT_TOLERANCE
 
     data = table(study)
-    order = [study.labels[c] for c in study.config_order() if c in set(study.ok["config_id"])] + ["effect"]
+    order = [study.labels[c] for c in study.config_order() if c in set(study.ok["config_id"])] + [EFFECT]
     return Section(
         key="claims_convergence",
         title="Claims: did the preset reach its regime",

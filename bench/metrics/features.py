@@ -178,19 +178,21 @@ def load_classifier(device: str = "cpu") -> LeNet:
 
 
 @torch.no_grad()
+def _logits(images: Tensor, device: str, batch_size: int) -> Tensor:
+    """The classifier's logits per grayscale image, in batches: images (N, 1, H, W) in [-1, 1] -> (N, 10)."""
+    net = load_classifier(str(device))
+    return torch.cat([net(chunk.to(device)).cpu() for chunk in images.split(batch_size)])
+
+
 def class_probabilities(images: Tensor, device: str = "cpu", batch_size: int = 1000) -> Tensor:
     """The classifier's softmax over the 10 digits per grayscale image: images (N, 1, H, W) in [-1, 1] -> (N, 10)."""
-    net = load_classifier(str(device))
-    return torch.cat([net(chunk.to(device)).softmax(1).cpu() for chunk in images.split(batch_size)])
+    return _logits(images, device, batch_size).softmax(1)
 
 
-@torch.no_grad()
 def classify(images: Tensor, device: str = "cpu", batch_size: int = 1000) -> Tensor:
     """Predicted digit per image and channel: images (N, C, H, W) in [-1, 1] -> labels (N, C)."""
-    net = load_classifier(str(device))
     flat = images.reshape(-1, 1, *images.shape[-2:])
-    labels = torch.cat([net(chunk.to(device)).argmax(1).cpu() for chunk in flat.split(batch_size)])
-    return labels.view(images.shape[0], images.shape[1])
+    return _logits(flat, device, batch_size).argmax(1).view(images.shape[0], images.shape[1])
 
 
 # ------------------------------------------------------------------- torch-fidelity feature extractors
